@@ -1,0 +1,124 @@
+"""A :class:`Cloaker` holds the loaded models and cloaks batches of in-memory images.
+
+It is what the CLI, the web app and the notebook share: models load once,
+lazily, on first use; every call takes its own settings and seed, so one
+instance can serve many requests.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+
+from .cloak import CloakResult, cloak_image
+from .config import CloakConfig
+from .models import load_encoder, load_img2img_pipeline
+from .perceptual import load_perceptual
+from .resize import fit_to_grid
+from .targets import BuiltinStyle, PromptStyle, StyleImage, choose_style, parse_target
+
+__all__ = ["Cloaker"]
+
+
+class Cloaker:
+    """Cloak artworks with one model.
+
+    Args:
+        model (`str`, defaults to ``"mini"``): ``"mini"`` (the embedded sfumato-mini),
+            a Stable Diffusion hub id, or a local diffusers folder.
+        device (`str`, defaults to ``"cpu"``).
+        half (`bool`, defaults to False): run the frozen networks in float16 (GPU only).
+        perceptual (`str`, defaults to ``"auto"``): perceptual metric name, see
+            :func:`sfumato.perceptual.load_perceptual`.
+    """
+
+    def __init__(self, model: str = "mini", device: str = "cpu", half: bool = False, perceptual: str = "auto"):
+        self.model, self.device, self.half, self.perceptual_name = str(model), torch.device(device), half, perceptual
+        self._encoder = self._perceptual = self._pipeline = None
+        self._lock = threading.Lock()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float16 if self.half else torch.float32
+
+    @property
+    def encoder(self):
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = load_encoder(self.model, device=self.device, dtype=self.dtype)
+        return self._encoder
+
+    @property
+    def perceptual(self):
+        with self._lock:
+            if self._perceptual is None:
+                self._perceptual = load_perceptual(self.perceptual_name).to(self.device)
+        return self._perceptual
+
+    @property
+    def pipeline(self):
+        with self._lock:
+            if self._pipeline is None:
+                self._pipeline = load_img2img_pipeline(self.model, device=self.device, dtype=self.dtype)
+        return self._pipeline
+
+    def resolve_target(self, spec: str | int | Path, images: list[torch.Tensor], seed: int = 0):
+        """Turn a target spec into a style target; ``"auto"`` chooses one for the whole set.
+
+        Returns ``(target, record)`` where ``record`` says how the target was chosen.
+        """
+        parsed = parse_target(spec) if isinstance(spec, str) else spec
+        if parsed == "auto":
+            generator = torch.Generator().manual_seed(seed)
+            style, distances = choose_style(images, self.encoder, generator)
+            return style, {"choice": "auto", "target": style.name, "distances": distances}
+        if isinstance(parsed, int):
+            target = BuiltinStyle(parsed)
+        elif isinstance(parsed, Path):
+            target = StyleImage(parsed)
+        else:
+            target = PromptStyle(self.pipeline, parsed[len("prompt:"):].strip(), seed=seed)
+        return target, {"choice": "given", "target": target.name}
+
+    def cloak(
+        self,
+        images: list[torch.Tensor],
+        config: CloakConfig,
+        *,
+        target="auto",
+        masks: list[torch.Tensor | None] | None = None,
+        seed: int = 0,
+        callback=None,
+    ) -> tuple[list[CloakResult], dict]:
+        """Cloak a list of (3, H, W) images in [0, 1]; same seed, same output.
+
+        ``target`` is a spec (see :func:`~sfumato.targets.parse_target`) or an
+        already resolved target. Every image draws its random start from a generator
+        seeded with ``seed``, so its result does not depend on the other images.
+        ``callback(index, step, loss)`` reports progress. Returns the results and the
+        record of how the target was chosen.
+        """
+        masks = masks if masks is not None else [None] * len(images)
+        if len(masks) != len(images):
+            raise ValueError(f"{len(masks)} masks for {len(images)} images")
+        if callable(target):
+            record = {"choice": "given", "target": getattr(target, "name", type(target).__name__)}
+        else:
+            target, record = self.resolve_target(target, images, seed)
+        results = []
+        for index, (image, mask) in enumerate(zip(images, masks)):
+            step = None if callback is None else (lambda s, loss, i=index: callback(i, s, loss))
+            generator = torch.Generator().manual_seed(seed)
+            results.append(cloak_image(image, self.encoder, target, self.perceptual, config,
+                                       mask=mask, generator=generator, callback=step))
+        return results, record
+
+    @torch.no_grad()
+    def encoder_view(self, images: torch.Tensor, max_side: int = 512) -> torch.Tensor:
+        """What the model's encoder sees: decode(E(x)) for (B, 3, H, W) in [0, 1]."""
+        vae = self.encoder.vae
+        x = fit_to_grid(images.to(self.device), max_side, self.encoder.downsample)
+        decoded = vae.decode(self.encoder(x).to(vae.dtype)).sample.float()
+        return ((decoded + 1) / 2).clamp(0, 1)

@@ -1,0 +1,192 @@
+"""``sfumato`` command line: a thin layer of files and flags over :class:`~sfumato.api.Cloaker`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .config import INTENSITY_PRESETS, QUALITY_PRESETS, resolve_config
+from .io import ImageError, check_output_path, load_image, save_image
+from .models import ModelLoadError
+from .resize import fit_to_grid
+from .targets import parse_target
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _inputs(paths: list[str]) -> list[Path]:
+    """Files as given; a folder stands for the images directly inside it."""
+    found = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        else:
+            found.append(path)
+    return found
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def cmd_cloak(args: argparse.Namespace) -> int:
+    # 1. Check every setting before any work.
+    try:
+        config = resolve_config(args.intensity, args.quality)
+        target_spec = parse_target(args.target)
+    except ValueError as err:
+        _error(str(err))
+        return 2
+    out_dir = Path(args.out)
+    if not out_dir.is_dir():
+        _error(f"output folder {out_dir} does not exist")
+        return 2
+    suffix = ".jpg" if args.format == "jpeg" else ".png"
+    if args.format == "jpeg":
+        print("warning: JPEG compression weakens the cloak; prefer PNG", file=sys.stderr)
+
+    from .api import Cloaker
+
+    cloaker = Cloaker(args.model, device=args.device, half=args.half, perceptual=args.perceptual)
+    try:
+        cloaker.encoder, cloaker.perceptual  # load once, fail early
+    except (ModelLoadError, ValueError) as err:
+        _error(str(err))
+        return 1
+
+    # 2. Read every input once: bad files are reported and skipped.
+    failures, jobs, taken = 0, [], set()
+    inputs = _inputs(args.inputs)
+    if not inputs:
+        _error("no input images")
+        return 2
+    for path in inputs:
+        out = out_dir / f"{path.stem}.cloaked{suffix}"
+        try:
+            check_output_path(out, inputs)
+            if out.resolve() in taken:
+                raise ImageError(f"{path.name}: another input already writes {out.name}")
+            art = load_image(path)
+        except ImageError as err:
+            _error(str(err))
+            failures += 1
+            continue
+        taken.add(out.resolve())
+        jobs.append((path, out, fit_to_grid(art.rgb[None], 128, cloaker.encoder.downsample)[0]))
+
+    # 3. One target for the whole set (Glaze gives an artist one target style).
+    if jobs:
+        try:
+            target, record = cloaker.resolve_target(target_spec, [small for _, _, small in jobs], args.seed)
+        except (ModelLoadError, ValueError) as err:
+            _error(str(err))
+            return 1
+    device_name = str(cloaker.device)
+
+    # 4. Cloak and write each image; the full-size pixels are read again here to keep memory flat.
+    for path, out, _ in jobs:
+        try:
+            art = load_image(path)
+            if args.format == "jpeg" and art.alpha is not None:
+                raise ImageError(f"{path.name}: has transparency, which JPEG cannot store; use PNG")
+            mask = None if art.alpha is None else torch.from_numpy(art.alpha > 0)[None].float()
+            bar = _progress(args, path.name, config.steps)
+            [result], _ = cloaker.cloak([art.rgb], config, target=target, masks=[mask], seed=args.seed,
+                                        callback=lambda i, step, loss: bar.update(1) if bar else None)
+            if bar:
+                bar.close()
+            save_image(out, result.image, alpha=art.alpha, icc_profile=art.icc_profile, exif=art.exif,
+                       format=args.format, strip_metadata=args.strip_metadata)
+        except ImageError as err:
+            _error(str(err))
+            failures += 1
+            continue
+        sidecar = {
+            "input": str(path),
+            "output": str(out),
+            "sfumato_version": __version__,
+            "model": args.model,
+            "device": device_name,
+            "half_precision": args.half,
+            "seed": args.seed,
+            "intensity": args.intensity,
+            "quality": args.quality,
+            "config": config.to_dict(),
+            "target_choice": record,
+            **result.report,
+        }
+        _write_json(out_dir / f"{path.stem}.cloak.json", sidecar)
+        r = result.report
+        print(f"{path.name} -> {out}  ({r['perceptual_metric']} {r['perceptual_distance']:.4f}, "
+              f"PSNR {r['psnr_db']:.1f} dB, target {r['target']}, {r['seconds']:.1f}s)")
+    if failures:
+        _error(f"{failures} of {len(inputs)} inputs failed")
+    return 1 if failures else 0
+
+
+def _progress(args, name: str, total: int):
+    if args.quiet:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=name, unit="step", leave=False, file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sfumato", description="Protect artwork from AI style mimicry.")
+    parser.add_argument("--version", action="version", version=f"sfumato {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("cloak", help="cloak images against style mimicry",
+                       description="Write OUT/<name>.cloaked.png and OUT/<name>.cloak.json for each input.")
+    c.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, or folders of images")
+    c.add_argument("--out", required=True, metavar="DIR", help="existing output folder")
+    c.add_argument("--intensity", default="default",
+                   help=f"{', '.join(INTENSITY_PRESETS)}, or the L-inf cap in 8-bit levels (default: default = 8)")
+    c.add_argument("--quality", default="default",
+                   help=f"{', '.join(QUALITY_PRESETS)}, or a number of optimiser steps (default: default)")
+    c.add_argument("--target", default="auto",
+                   help="auto, a built-in style 0-25 (or style-N), a style image file, or 'prompt:<style words>' "
+                        "(img2img on the model's full pipeline)")
+    c.add_argument("--model", default="mini", help="mini, a Stable Diffusion hub id or a local diffusers folder")
+    c.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes")
+    c.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    c.add_argument("--half", action="store_true", help="run the frozen networks in float16 (GPU only)")
+    c.add_argument("--perceptual", default="auto", choices=["auto", "lpips-alex", "effnet-lite0"],
+                   help="perceptual distance for the budget (default: LPIPS if its weights are local, else effnet-lite0)")
+    c.add_argument("--format", default="png", choices=["png", "jpeg"], help="output format (default: png)")
+    c.add_argument("--strip-metadata", action="store_true", help="drop ICC profile and EXIF from the outputs")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_cloak)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    try:
+        code = args.func(args)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    if not getattr(args, "quiet", False):
+        print(f"done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

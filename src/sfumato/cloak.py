@@ -1,0 +1,141 @@
+"""The cloak: tensors in, cloaked tensors out. No files, no printing, no UI."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .config import CloakConfig
+from .losses import get_loss, latent_distance
+from .optim import optimize_perturbation
+from .perceptual import linf_255, psnr, ssim
+from .resize import resize, working_size
+
+__all__ = ["CloakResult", "cloak_image", "quantize"]
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """Round [0, 1] images to the 8-bit grid, as writing a PNG will."""
+    return torch.round(images.clamp(0, 1) * 255) / 255
+
+
+@dataclass(frozen=True)
+class CloakResult:
+    image: torch.Tensor  # (3, H, W) in [0, 1], on the 8-bit grid
+    target: torch.Tensor  # (3, h, w) Ω(x, T) at the working resolution
+    report: dict  # figures of this image, see cloak_image
+
+
+def _enforce_budget(render, measure, budget: float, iterations: int = 8) -> tuple[torch.Tensor, float, float]:
+    """Largest scale s in [0, 1] of δ whose rendered (quantised) image stays within the budget (bisection)."""
+    image = render(1.0)
+    distance = measure(image)
+    if distance <= budget:
+        return image, distance, 1.0
+    best = (render(0.0), measure(render(0.0)), 0.0)
+    low, high = 0.0, 1.0
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        image = render(mid)
+        distance = measure(image)
+        if distance <= budget:
+            best, low = (image, distance, mid), mid
+        else:
+            high = mid
+    return best
+
+
+def cloak_image(
+    image: torch.Tensor,
+    encoder,
+    target: Callable[[torch.Tensor], torch.Tensor],
+    perceptual,
+    config: CloakConfig,
+    *,
+    mask: torch.Tensor | None = None,
+    protection: str = "glaze",
+    generator: torch.Generator | None = None,
+    callback: Callable[[int, float], None] | None = None,
+) -> CloakResult:
+    """Cloak one artwork.
+
+    Args:
+        image (`torch.Tensor`): (3, H, W) in [0, 1], any size with both sides >= 64.
+        encoder: the model's image encoder E (a :class:`~sfumato.models.VaeEncoder`).
+        target: Ω, ``(B, 3, h, w) -> (B, 3, h, w)`` (see :mod:`sfumato.targets`).
+        perceptual: a :class:`~sfumato.perceptual.PerceptualMetric`.
+        config (`CloakConfig`): budget, steps and working resolution.
+        mask (`torch.Tensor`, *optional*): (1, H, W) in {0, 1}; pixels where it is 0
+            (fully transparent ones) are left untouched.
+        protection (`str`, defaults to ``"glaze"``): name of the loss in :data:`~sfumato.losses.LOSSES`.
+        generator (`torch.Generator`, *optional*): seeds the optimiser's random start.
+        callback: ``callback(step, loss)`` after every optimiser step.
+
+    Returns:
+        A :class:`CloakResult`; its ``report`` holds the perceptual metric's name and
+        budget, the achieved perceptual distance (at the working resolution), PSNR,
+        SSIM and L∞ (in 8-bit levels, at full size), and encoder-space distances to
+        the target and to the original, before and after.
+    """
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must be (3, H, W), got {tuple(image.shape)}")
+    if min(image.shape[-2:]) < 64:
+        raise ValueError(f"image is {image.shape[-1]}x{image.shape[-2]}; both sides need at least 64 px")
+    started = time.perf_counter()
+    device = encoder.device
+    full = image[None].to(device)  # (1, 3, H, W)
+    full_mask = None if mask is None else mask[None].to(device, full.dtype)  # (1, 1, H, W)
+    full_size = tuple(full.shape[-2:])
+    work_size = working_size(*full_size, config.max_side, encoder.downsample)
+
+    # 1. The artwork and its style target at the working resolution.
+    x = resize(full, work_size)  # (1, 3, h, w)
+    work_mask = None if full_mask is None else resize(full_mask, work_size)
+    with torch.no_grad():
+        styled = target(x).to(device).clamp(0, 1)
+
+    # 2. Optimise δ against the protection's loss.
+    budget = config.perceptual_budget(perceptual.name)
+    loss_fn = get_loss(protection)(encoder, x, styled, perceptual, budget, config.alpha)
+    result = optimize_perturbation(
+        x, loss_fn, epsilon=config.epsilon, steps=config.steps, step_size=config.step_size,
+        mask=work_mask, generator=generator, callback=callback,
+    )
+
+    # 3. Carry δ to full size, quantise, and hold the perceptual budget after quantisation.
+    delta = resize(result.delta, full_size).clamp(-config.epsilon, config.epsilon)
+    if full_mask is not None:
+        delta = delta * full_mask
+
+    with torch.no_grad():
+        render = lambda scale: quantize(full + scale * delta)  # noqa: E731
+        measure = lambda out: float(perceptual(resize(out, work_size), x))  # noqa: E731
+        cloaked, distance, scale = _enforce_budget(render, measure, budget)
+
+        # 4. Figures.
+        seen = resize(cloaked, work_size)
+        z_x, z_target, z_cloaked = encoder(x), encoder(styled), encoder(seen)
+        report = {
+            "target": getattr(target, "name", type(target).__name__),
+            "protection": protection,
+            "size": [full_size[1], full_size[0]],
+            "working_size": [work_size[1], work_size[0]],
+            "perceptual_metric": perceptual.name,
+            "perceptual_budget": budget,
+            "perceptual_distance": distance,
+            "psnr_db": float(psnr(cloaked, full)),
+            "ssim": float(ssim(cloaked, full)),
+            "linf_levels": float(linf_255(cloaked, full)),
+            "encoder_to_target_before": float(latent_distance(z_x, z_target)),
+            "encoder_to_target_after": float(latent_distance(z_cloaked, z_target)),
+            "encoder_to_original_after": float(latent_distance(z_cloaked, z_x)),
+            "delta_scale": scale,
+            "steps": config.steps,
+            "loss_first": result.losses[0],
+            "loss_last": result.losses[-1],
+            "seconds": time.perf_counter() - started,
+        }
+    return CloakResult(image=cloaked[0].to(image.device), target=styled[0].to(image.device), report=report)

@@ -1,0 +1,139 @@
+"""Thin adapters over diffusers components, and the code that loads them.
+
+The attack calls ``vae.encode`` directly through :class:`VaeEncoder`; it never
+goes through a pipeline's ``__call__``. A tiny random ``AutoencoderKL`` stands in
+for a real one in tests. Loading is lazy: nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["ModelLoadError", "VaeEncoder", "resolve_model", "load_vae", "load_encoder", "load_img2img_pipeline"]
+
+#: Short names for models that ship inside the package.
+EMBEDDED_MODELS = {"mini": "sfumato-mini", "sfumato-mini": "sfumato-mini"}
+EMBEDDED_DIR = Path(__file__).parent / "weights"
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be found or loaded. The message is one line."""
+
+
+class VaeEncoder(nn.Module):
+    """Maps images in [0, 1] to the mean of a VAE's latent distribution.
+
+    The [-1, 1] convention of Stable Diffusion's VAE lives here and nowhere else.
+    The VAE may run in half precision on a GPU; input and output stay float32 so
+    that the perturbation and its gradient keep full precision.
+
+    Args:
+        vae (`diffusers.AutoencoderKL`): the model's image autoencoder; frozen here.
+    """
+
+    def __init__(self, vae: nn.Module):
+        super().__init__()
+        self.vae = vae.eval().requires_grad_(False)
+
+    @property
+    def downsample(self) -> int:
+        """Spatial factor between image and latent (8 for Stable Diffusion)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> latent means (B, C, H/f, W/f), float32."""
+        dtype = next(self.vae.parameters()).dtype
+        latents = self.vae.encode((images * 2 - 1).to(dtype)).latent_dist.mean
+        return latents.float()
+
+
+def _check_device(device: str | torch.device, dtype: torch.dtype) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    if dtype == torch.float16 and device.type == "cpu":
+        raise ModelLoadError("half precision needs a GPU; use float32 on the CPU")
+    return device
+
+
+def resolve_model(model: str | Path) -> str:
+    """Return a local folder or a hub id for a model name.
+
+    ``"mini"`` names the embedded sfumato-mini model; an existing folder is used as
+    it is; anything else is treated as a Hugging Face hub id.
+    """
+    name = str(model)
+    if name in EMBEDDED_MODELS:
+        folder = EMBEDDED_DIR / EMBEDDED_MODELS[name]
+        if not (folder / "model_index.json").is_file():
+            raise ModelLoadError(
+                "the embedded sfumato-mini model is not in this build yet; pass --model with a "
+                "Stable Diffusion hub id or a local diffusers folder"
+            )
+        return str(folder)
+    return name
+
+
+def _vae_location(model: str) -> tuple[str, str | None]:
+    """(path or id, subfolder) of the VAE inside a pipeline folder, a VAE folder or a hub id."""
+    path = Path(model)
+    if path.is_dir():
+        if (path / "model_index.json").is_file():
+            return model, "vae"
+        config = path / "config.json"
+        if config.is_file() and json.loads(config.read_text()).get("_class_name") == "AutoencoderKL":
+            return model, None
+        raise ModelLoadError(f"{model}: not a diffusers pipeline folder (no model_index.json) nor an AutoencoderKL folder")
+    if path.exists() or model.startswith((".", "/", "~")):
+        raise ModelLoadError(f"{model}: not a folder")
+    return model, "vae"
+
+
+def load_vae(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """Load the ``AutoencoderKL`` of a diffusers text-to-image model.
+
+    Args:
+        model (`str` or `Path`): ``"mini"``, a local pipeline or VAE folder, or a hub id
+            such as ``"stable-diffusion-v1-5/stable-diffusion-v1-5"``. Hub ids resolve
+            through the local cache when ``HF_HUB_OFFLINE=1``.
+        device (`str` or `torch.device`, defaults to ``"cpu"``).
+        dtype (`torch.dtype`, defaults to float32): float16 only on a GPU.
+    """
+    from diffusers import AutoencoderKL
+
+    device = _check_device(device, dtype)
+    source, subfolder = _vae_location(resolve_model(model))
+    try:
+        vae = AutoencoderKL.from_pretrained(source, subfolder=subfolder, torch_dtype=dtype)
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"cannot load the VAE of {model!r}: {reason}") from None
+    return vae.to(device)
+
+
+def load_encoder(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> VaeEncoder:
+    """Load a model's image encoder E, wrapped as a :class:`VaeEncoder`."""
+    return VaeEncoder(load_vae(model, device=device, dtype=dtype))
+
+
+def load_img2img_pipeline(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """Load a whole Stable Diffusion pipeline as an img2img pipeline (for prompt style targets)."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    device = _check_device(device, dtype)
+    source = resolve_model(model)
+    try:
+        pipe = StableDiffusionImg2ImgPipeline.from_pretrained(source, torch_dtype=dtype, safety_checker=None)
+    except (OSError, ValueError, TypeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"cannot load the pipeline {model!r}: {reason}") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)

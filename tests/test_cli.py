@@ -1,0 +1,152 @@
+"""`sfumato cloak` on files: outputs, sidecars, determinism, alpha, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import make_artwork
+from PIL import Image
+
+from sfumato.cli import main
+
+FAST = ["--quality", "3", "--target", "4", "--quiet"]
+
+
+def _save(path, height=64, width=80, seed=0, mode="RGB"):
+    array = (make_artwork(height, width, seed).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    image = Image.fromarray(array)
+    if mode == "RGBA":
+        alpha = np.random.default_rng(seed).integers(0, 256, size=(height, width), dtype=np.uint8)
+        alpha[:, :10] = 0
+        image.putalpha(Image.fromarray(alpha))
+    image.save(path)
+    return path
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    path = tmp_path / "out"
+    path.mkdir()
+    return path
+
+
+def test_cloak_writes_png_and_sidecar(tmp_path, out_dir, tiny_vae_dir, capsys):
+    src = _save(tmp_path / "art.png")
+    assert main(["cloak", str(src), "--out", str(out_dir), "--model", str(tiny_vae_dir), *FAST]) == 0
+    out = Image.open(out_dir / "art.cloaked.png")
+    assert out.size == (80, 64) and out.mode == "RGB"
+    sidecar = json.loads((out_dir / "art.cloak.json").read_text())
+    for key in ("perceptual_metric", "perceptual_distance", "psnr_db", "ssim", "linf_levels",
+                "encoder_to_target_before", "encoder_to_target_after", "encoder_to_original_after",
+                "steps", "seconds", "device", "model", "sfumato_version", "config", "target_choice"):
+        assert key in sidecar, key
+    assert sidecar["target"] == "style-4" and sidecar["steps"] == 3
+    assert sidecar["linf_levels"] <= sidecar["config"]["max_levels"]
+    assert "art.png ->" in capsys.readouterr().out
+
+
+def test_same_seed_same_bytes(tmp_path, tiny_vae_dir):
+    src = _save(tmp_path / "art.png", seed=1)
+    outputs = []
+    for run in ("a", "b", "c"):
+        out = tmp_path / run
+        out.mkdir()
+        seed = "1" if run == "c" else "0"
+        assert main(["cloak", str(src), "--out", str(out), "--model", str(tiny_vae_dir), "--seed", seed, *FAST]) == 0
+        outputs.append((out / "art.cloaked.png").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert outputs[0] != outputs[2]
+
+
+def test_alpha_preserved_bit_exact(tmp_path, out_dir, tiny_vae_dir):
+    src = _save(tmp_path / "sprite.png", mode="RGBA", seed=2)
+    assert main(["cloak", str(src), "--out", str(out_dir), "--model", str(tiny_vae_dir), *FAST]) == 0
+    before, after = np.asarray(Image.open(src)), np.asarray(Image.open(out_dir / "sprite.cloaked.png"))
+    assert after.shape == before.shape
+    assert np.array_equal(after[..., 3], before[..., 3])
+    transparent = before[..., 3] == 0
+    assert np.array_equal(after[transparent], before[transparent])
+
+
+def test_auto_target_recorded(tmp_path, out_dir, tiny_vae_dir):
+    srcs = [_save(tmp_path / f"a{i}.png", seed=i) for i in range(2)]
+    args = ["cloak", *map(str, srcs), "--out", str(out_dir), "--model", str(tiny_vae_dir), "--quality", "2", "--quiet"]
+    assert main(args) == 0
+    records = [json.loads((out_dir / f"a{i}.cloak.json").read_text())["target_choice"] for i in range(2)]
+    assert records[0]["choice"] == "auto" and len(records[0]["distances"]) == 26
+    assert records[0]["target"] == records[1]["target"], "one artist, one target style"
+
+
+def _bad_inputs(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    good = _save(tmp_path / "whole.png")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    text = tmp_path / "notes.png"
+    text.write_text("this is not an image\n")
+    tiny = _save(tmp_path / "tiny.png", height=10, width=10)
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (9000, 9000)).save(bomb)  # 81 MP of zeros: a few kB on disk
+    return {"empty.png": empty, "truncated.png": truncated, "notes.png": text, "tiny.png": tiny, "bomb.png": bomb}
+
+
+def test_bad_inputs_one_line_errors_and_no_output(tmp_path, out_dir, tiny_vae_dir, capsys):
+    bad = _bad_inputs(tmp_path)
+    good = _save(tmp_path / "fine.png", seed=3)
+    code = main(["cloak", *map(str, bad.values()), str(good), "--out", str(out_dir), "--model", str(tiny_vae_dir), *FAST])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    for name in bad:
+        matching = [line for line in lines if name in line]
+        assert len(matching) == 1, (name, err)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["fine.cloak.json", "fine.cloaked.png"]
+
+
+def test_output_equal_to_an_input_is_refused(tmp_path, tiny_vae_dir, capsys):
+    """art.png would be written to art.cloaked.png, which is itself an input here: never overwrite it."""
+    src = _save(tmp_path / "art.png")
+    earlier = _save(tmp_path / "art.cloaked.png", seed=5)
+    before = earlier.read_bytes()
+    code = main(["cloak", str(src), str(earlier), "--out", str(tmp_path), "--model", str(tiny_vae_dir), *FAST])
+    assert code == 1
+    assert earlier.read_bytes() == before
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert any("art.cloaked.png" in line and "input" in line for line in err), err
+    assert not (tmp_path / "art.cloak.json").exists()
+    assert (tmp_path / "art.cloaked.cloaked.png").exists()
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--intensity", "loud"], "unknown intensity"),
+    (["--target", "style-40"], "0 to 25"),
+    (["--model", "./nowhere"], "not a folder"),
+])
+def test_bad_settings_fail_early(tmp_path, out_dir, tiny_vae_dir, capsys, flags, match):
+    src = _save(tmp_path / "art.png")
+    args = ["cloak", str(src), "--out", str(out_dir), "--model", str(tiny_vae_dir), "--quiet", *flags]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
+    assert not any(out_dir.iterdir())
+
+
+def test_mini_without_weights_asks_for_model(tmp_path, out_dir, capsys):
+    from sfumato.models import EMBEDDED_DIR
+
+    if (EMBEDDED_DIR / "sfumato-mini" / "model_index.json").exists():
+        pytest.skip("sfumato-mini is embedded in this build")
+    src = _save(tmp_path / "art.png")
+    assert main(["cloak", str(src), "--out", str(out_dir), "--quiet"]) == 1
+    assert "--model" in capsys.readouterr().err
+
+
+def test_jpeg_output_warns(tmp_path, out_dir, tiny_vae_dir, capsys):
+    src = _save(tmp_path / "art.png")
+    assert main(["cloak", str(src), "--out", str(out_dir), "--model", str(tiny_vae_dir), "--format", "jpeg", *FAST]) == 0
+    assert "weakens" in capsys.readouterr().err
+    assert Image.open(out_dir / "art.cloaked.jpg").format == "JPEG"

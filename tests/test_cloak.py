@@ -1,0 +1,139 @@
+"""The cloak core on tiny seeded components: objective, budgets, determinism, sizes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import get_dummy_vae, make_artwork
+
+from sfumato.cloak import cloak_image, quantize
+from sfumato.config import resolve_config
+from sfumato.losses import GlazeLoss, get_loss
+from sfumato.models import VaeEncoder
+from sfumato.optim import optimize_perturbation, project
+from sfumato.perceptual import load_perceptual
+from sfumato.resize import resize
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return VaeEncoder(get_dummy_vae())
+
+
+@pytest.fixture(scope="module")
+def perceptual():
+    return load_perceptual("effnet-lite0")
+
+
+class OtherArtwork:
+    """A stand-in style target: another seeded artwork of the same size."""
+
+    name = "other-artwork"
+
+    def __call__(self, images):
+        return make_artwork(*images.shape[-2:], seed=99)[None].to(images)
+
+
+def test_loss_falls_and_target_distance_halves_at_default(encoder, perceptual):
+    config = resolve_config("default", "default")
+    result = cloak_image(make_artwork(96, 128), encoder, OtherArtwork(), perceptual, config,
+                         generator=torch.Generator().manual_seed(0))
+    report = result.report
+    assert report["loss_last"] < report["loss_first"]
+    assert report["encoder_to_target_after"] <= 0.5 * report["encoder_to_target_before"]
+    assert report["encoder_to_original_after"] > 0
+
+
+@pytest.mark.parametrize("intensity", ["low", "default", "high", 12])
+def test_budget_and_linf_hold_after_quantisation(encoder, perceptual, intensity):
+    config = resolve_config(intensity, "preview", max_side=128)
+    image = make_artwork(80, 112, seed=3)
+    result = cloak_image(image, encoder, OtherArtwork(), perceptual, config, generator=torch.Generator().manual_seed(1))
+    out = result.image
+    assert torch.equal(out, quantize(out)), "output must lie on the 8-bit grid"
+    levels = (out - image).abs().max() * 255
+    assert levels <= config.max_levels + 1e-4
+    assert levels > 0, "the cloak changed nothing"
+    budget = config.perceptual_budget(perceptual.name)
+    measured = float(perceptual(resize(out[None], out.shape[-2:]), image[None]))
+    assert measured <= budget + 1e-6
+    assert result.report["perceptual_distance"] == pytest.approx(measured, rel=1e-4, abs=1e-7)
+
+
+def test_budget_is_enforced_by_shrinking_delta(encoder, perceptual):
+    """With no penalty at all, the final bisection alone must bring the cloak inside the budget."""
+    config = resolve_config("high", 20, alpha=0.0, budget_scale=0.05, max_side=128)
+    image = make_artwork(64, 96, seed=4)
+    result = cloak_image(image, encoder, OtherArtwork(), perceptual, config, generator=torch.Generator().manual_seed(0))
+    assert result.report["delta_scale"] < 1.0
+    assert result.report["perceptual_distance"] <= config.perceptual_budget(perceptual.name)
+
+
+def test_same_seed_same_output_other_seed_differs(encoder, perceptual):
+    config = resolve_config("default", 5)
+    image = make_artwork(64, 64, seed=5)
+    run = lambda seed: cloak_image(image, encoder, OtherArtwork(), perceptual, config,  # noqa: E731
+                                   generator=torch.Generator().manual_seed(seed)).image
+    assert torch.equal(run(0), run(0))
+    assert not torch.equal(run(0), run(1))
+
+
+@pytest.mark.parametrize("height,width", [(333, 517), (64, 64), (517, 333)])
+def test_size_preserved(encoder, perceptual, height, width):
+    config = resolve_config("default", 3, max_side=128)
+    result = cloak_image(make_artwork(height, width), encoder, OtherArtwork(), perceptual, config,
+                         generator=torch.Generator().manual_seed(0))
+    assert result.image.shape == (3, height, width)
+    assert result.report["working_size"][0] % encoder.downsample == 0
+
+
+def test_large_scan_keeps_size_and_has_no_seams(encoder, perceptual):
+    """A 4000x3000 scan is cloaked at the working resolution; δ is upsampled smoothly, without tiles."""
+    config = resolve_config("default", "preview")
+    image = quantize(0.25 + 0.5 * make_artwork(300, 400, seed=6))  # mid-tones: the [0, 1] box never clips δ
+    image = torch.nn.functional.interpolate(image[None], size=(3000, 4000), mode="nearest")[0]
+    result = cloak_image(image, encoder, OtherArtwork(), perceptual, config, generator=torch.Generator().manual_seed(0))
+    assert result.image.shape == (3, 3000, 4000)
+    assert result.report["working_size"] == [256, 192]
+    delta = (result.image - image) * 255  # (3, H, W) in levels
+    assert delta.abs().max() <= config.max_levels + 1e-3
+    # No seams: δ is a bilinear upsampling (about 16x here), so neighbouring pixels differ by
+    # about one level plus one level of rounding, everywhere; a tile seam would jump by up to 2x the cap.
+    assert (delta[..., 1:] - delta[..., :-1]).abs().max() <= 3.0
+    assert (delta[..., 1:, :] - delta[..., :-1, :]).abs().max() <= 3.0
+
+
+def test_transparent_pixels_untouched(encoder, perceptual):
+    image = make_artwork(64, 80, seed=7)
+    mask = torch.ones(1, 64, 80)
+    mask[:, :, :30] = 0
+    result = cloak_image(image, encoder, OtherArtwork(), perceptual, resolve_config("high", 5),
+                         mask=mask, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(result.image[:, :, :30], image[:, :, :30])
+    assert not torch.equal(result.image[:, :, 30:], image[:, :, 30:])
+
+
+def test_optimizer_projection():
+    images = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    delta = project(torch.full_like(images, 0.5), images, 0.1)
+    assert delta.abs().max() <= 0.1 + 1e-7
+    assert ((images + delta) <= 1).all() and ((images + delta) >= 0).all()
+    result = optimize_perturbation(images, lambda x: -(x**2).sum(), epsilon=0.05, steps=5, step_size=0.01)
+    assert len(result.losses) == 5 and result.losses[-1] < result.losses[0]
+    assert result.delta.abs().max() <= 0.05 + 1e-7
+
+
+def test_glaze_loss_is_normalised(encoder, perceptual):
+    image, target = make_artwork(64, 64, 1)[None], make_artwork(64, 64, 2)[None]
+    loss = GlazeLoss(encoder, image, target, perceptual, budget=0.01, alpha=10.0)
+    assert float(loss(image)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_unknown_protection_lists_valid_ones():
+    with pytest.raises(ValueError, match="glaze"):
+        get_loss("nightshade-v9")
+
+
+def test_small_image_rejected(encoder, perceptual):
+    with pytest.raises(ValueError, match="at least 64"):
+        cloak_image(torch.rand(3, 10, 10), encoder, OtherArtwork(), perceptual, resolve_config())
