@@ -47,6 +47,24 @@ def test_cloak_writes_png_and_sidecar(tmp_path, out_dir, tiny_vae_dir, capsys):
     assert "art.png ->" in capsys.readouterr().out
 
 
+def test_metadata_kept_unless_stripped(tmp_path, tiny_vae_dir):
+    from PIL import ImageCms
+
+    src = tmp_path / "signed.png"
+    exif = Image.Exif()
+    exif[0x013B], exif[0x8298] = "A. Painter", "(c) 2026 A. Painter"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.open(_save(tmp_path / "plain.png")).save(src, exif=exif.tobytes(), icc_profile=icc)
+    for flags, kept in (([], True), (["--strip-metadata"], False)):
+        out = tmp_path / f"out-{kept}"
+        out.mkdir()
+        assert main(["cloak", str(src), "--out", str(out), "--model", str(tiny_vae_dir), *FAST, *flags]) == 0
+        written = Image.open(out / "signed.cloaked.png")
+        assert (written.info.get("icc_profile") == icc) is kept
+        tags = written.getexif()
+        assert (tags.get(0x013B), tags.get(0x8298)) == (("A. Painter", "(c) 2026 A. Painter") if kept else (None, None))
+
+
 def test_same_seed_same_bytes(tmp_path, tiny_vae_dir):
     src = _save(tmp_path / "art.png", seed=1)
     outputs = []

@@ -173,6 +173,20 @@ def test_auto_without_alexnet_weights_is_effnet_and_lpips_explains(empty_torch_h
     assert str(LpipsAlex.weights_path()) in str(excinfo.value)
 
 
+def test_lpips_by_name_downloads_only_when_online(empty_torch_home, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda url, **kw: calls.append(url))  # no network
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE"):
+        load_perceptual("lpips-alex")
+    assert calls == []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with pytest.raises(ValueError, match="alexnet-owt"):  # the stand-in download writes nothing
+        load_perceptual("lpips-alex")
+    assert calls == ["https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"]
+    assert load_perceptual("auto").name == "effnet-lite0" and len(calls) == 1, "auto never downloads"
+
+
 def test_unknown_name_lists_valid_names():
     with pytest.raises(ValueError) as excinfo:
         load_perceptual("lpips-vgg")

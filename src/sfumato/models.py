@@ -125,13 +125,18 @@ def load_encoder(model: str | Path, *, device: str | torch.device = "cpu", dtype
 
 
 def load_img2img_pipeline(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """Load a whole Stable Diffusion pipeline as an img2img pipeline (for prompt style targets)."""
-    from diffusers import StableDiffusionImg2ImgPipeline
+    """Load a whole text-to-image pipeline as its img2img variant (for prompt style targets).
+
+    ``AutoPipelineForImage2Image`` picks the variant (Stable Diffusion 1.x/2.x, SDXL, ...)
+    from the folder's ``model_index.json``.
+    """
+    from diffusers import AutoPipelineForImage2Image
 
     device = _check_device(device, dtype)
     source = resolve_model(model)
     try:
-        pipe = StableDiffusionImg2ImgPipeline.from_pretrained(source, torch_dtype=dtype, safety_checker=None)
+        # No safety checker: it would black out nudes in figure paintings and so break the target.
+        pipe = AutoPipelineForImage2Image.from_pretrained(source, torch_dtype=dtype, safety_checker=None)
     except (OSError, ValueError, TypeError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelLoadError(f"cannot load the pipeline {model!r}: {reason}") from None

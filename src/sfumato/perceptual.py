@@ -18,6 +18,7 @@ Two learned distances P(x, y) bound how visible a cloak may be:
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -160,14 +161,16 @@ class LpipsAlex(PerceptualMetric):
     name = "lpips-alex"
     CHECKPOINT = "alexnet-owt-7be5be79.pth"
 
-    def __init__(self):
+    def __init__(self, download: bool = False):
         super().__init__()
+        if not self.weights_available() and download:
+            self._download()
         if not self.weights_available():
             raise ValueError(
-                f"LPIPS needs torchvision's AlexNet weights at {self.weights_path()}, and sfumato never "
-                f"downloads them. Copy {self.CHECKPOINT} there (from "
-                f"https://download.pytorch.org/models/{self.CHECKPOINT}), or use perceptual metric "
-                f"'effnet-lite0', which works offline."
+                f"LPIPS needs torchvision's AlexNet weights at {self.weights_path()}. Copy "
+                f"{self.CHECKPOINT} there (from https://download.pytorch.org/models/{self.CHECKPOINT}), "
+                f"allow the download (unset HF_HUB_OFFLINE), or use perceptual metric 'effnet-lite0', "
+                f"which works offline."
             )
         import lpips
 
@@ -180,6 +183,15 @@ class LpipsAlex(PerceptualMetric):
     def weights_path(cls) -> Path:
         """Where torchvision looks for the AlexNet checkpoint: ``torch.hub.get_dir()/checkpoints/``."""
         return Path(torch.hub.get_dir()) / "checkpoints" / cls.CHECKPOINT
+
+    @classmethod
+    def _download(cls) -> None:
+        """Fetch the AlexNet checkpoint into the torch hub cache; failures leave it missing."""
+        try:
+            torch.hub.load_state_dict_from_url(f"https://download.pytorch.org/models/{cls.CHECKPOINT}",
+                                               progress=False, check_hash=True)
+        except Exception:  # no network, a proxy, a bad file: the caller's error explains the way out
+            pass
 
     @classmethod
     def weights_available(cls) -> bool:
@@ -278,12 +290,14 @@ class EfficientNetLite0Distance(PerceptualMetric):
 
 
 def load_perceptual(name: str = "auto") -> PerceptualMetric:
-    """Build a perceptual metric by name. Never downloads; caches nothing.
+    """Build a perceptual metric by name; caches nothing.
 
     Args:
         name (`str`, defaults to ``"auto"``): one of :data:`PERCEPTUAL_NAMES`.
             ``"auto"`` gives ``"lpips-alex"`` when its AlexNet weights are on local disk
-            (:meth:`LpipsAlex.weights_available`), else ``"effnet-lite0"``.
+            (:meth:`LpipsAlex.weights_available`), else ``"effnet-lite0"``; it never
+            downloads. Asked for by name, ``"lpips-alex"`` downloads the AlexNet weights
+            into the torch hub cache when they are missing, unless ``HF_HUB_OFFLINE`` is set.
 
     Returns:
         `PerceptualMetric`: a fresh, frozen metric on the CPU; the caller keeps it.
@@ -295,7 +309,9 @@ def load_perceptual(name: str = "auto") -> PerceptualMetric:
         raise ValueError(f"unknown perceptual metric {name!r}; valid: {', '.join(PERCEPTUAL_NAMES)}")
     if name == "auto":
         name = "lpips-alex" if LpipsAlex.weights_available() else "effnet-lite0"
-    return LpipsAlex() if name == "lpips-alex" else EfficientNetLite0Distance()
+    if name == "lpips-alex":
+        return LpipsAlex(download=os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("0", "", "false", "no"))
+    return EfficientNetLite0Distance()
 
 
 # --------------------------------------------------------------------------- model-free figures

@@ -170,7 +170,7 @@ def choose_style(images: list[torch.Tensor], encoder, generator: torch.Generator
     engine = _engine()
     for style in styles:
         style._engine = style._engine or engine
-    small = [fit_to_grid(x[None], side, encoder.downsample) for x in images]  # each (1, 3, h, w)
+    small = [fit_to_grid(x[None].to(encoder.device), side, encoder.downsample) for x in images]  # each (1, 3, h, w)
     own = [encoder(x) for x in small]
     distances = {}
     for style in styles:
