@@ -44,6 +44,18 @@ def test_loss_falls_and_target_distance_halves_at_default(encoder, perceptual):
     assert report["encoder_to_original_after"] > 0
 
 
+def test_loss_sees_what_the_encoder_sees_through_the_resize_round_trip(encoder, perceptual):
+    """An image 5x larger than the working size: the optimiser's last loss must match the distance the
+    encoder measures on the written, full-size cloak resized back (not a blurred-away version of it)."""
+    config = resolve_config("default", 30, max_side=64)
+    report = cloak_image(make_artwork(320, 448, seed=8), encoder, OtherArtwork(), perceptual, config,
+                         generator=torch.Generator().manual_seed(0)).report
+    assert report["working_size"] == [64, 40] and report["delta_scale"] == 1.0
+    ratio = report["encoder_to_target_after"] / report["encoder_to_target_before"]
+    assert ratio <= 0.5
+    assert ratio == pytest.approx(report["loss_last"], abs=0.05)
+
+
 @pytest.mark.parametrize("intensity", ["low", "default", "high", 12])
 def test_budget_and_linf_hold_after_quantisation(encoder, perceptual, intensity):
     config = resolve_config(intensity, "preview", max_side=128)

@@ -97,16 +97,26 @@ def cloak_image(
     with torch.no_grad():
         styled = target(x).to(device).clamp(0, 1)
 
-    # 2. Optimise δ against the protection's loss.
+    # 2. Optimise δ (at the working size) against the protection's loss, seen as the encoder will
+    #    see it: the written image resized to the working size, x + down(up(δ)). That round trip
+    #    blurs δ, so the loss goes through it; at up to 4x the working size, where its blur has
+    #    converged (exact below), so that a step costs the same for a 4000x3000 scan.
+    trip_size = tuple(min(f, 4 * w) for f, w in zip(full_size, work_size))
+    trip_mask = None if full_mask is None else resize(full_mask, trip_size)
+
+    def seen(x_adv: torch.Tensor) -> torch.Tensor:
+        up = resize(x_adv - x, trip_size)
+        return (x + resize(up if trip_mask is None else up * trip_mask, work_size)).clamp(0, 1)
+
     budget = config.perceptual_budget(perceptual.name)
-    loss_fn = get_loss(protection)(encoder, x, styled, perceptual, budget, config.alpha)
+    protection_loss = get_loss(protection)(encoder, x, styled, perceptual, budget, config.alpha)
     result = optimize_perturbation(
-        x, loss_fn, epsilon=config.epsilon, steps=config.steps, step_size=config.step_size,
-        mask=work_mask, generator=generator, callback=callback,
+        x, lambda x_adv: protection_loss(seen(x_adv)), epsilon=config.epsilon, steps=config.steps,
+        step_size=config.step_size, mask=work_mask, generator=generator, callback=callback,
     )
 
     # 3. Carry δ to full size, quantise, and hold the perceptual budget after quantisation.
-    delta = resize(result.delta, full_size).clamp(-config.epsilon, config.epsilon)
+    delta = resize(result.delta, full_size).clamp(-config.epsilon, config.epsilon)  # bilinear keeps the cap
     if full_mask is not None:
         delta = delta * full_mask
 

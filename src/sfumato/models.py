@@ -55,6 +55,15 @@ class VaeEncoder(nn.Module):
         return latents.float()
 
 
+def _reason(err: Exception, source: str) -> str:
+    """One line on why diffusers could not load ``source``."""
+    text = str(err).strip()
+    reason = text.splitlines()[0] if text else type(err).__name__
+    if not Path(source).is_dir():
+        reason += " (for a hub id: is it spelled right, and is it in the local cache or the hub reachable?)"
+    return reason
+
+
 def _check_device(device: str | torch.device, dtype: torch.dtype) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -114,8 +123,7 @@ def load_vae(model: str | Path, *, device: str | torch.device = "cpu", dtype: to
     try:
         vae = AutoencoderKL.from_pretrained(source, subfolder=subfolder, torch_dtype=dtype)
     except (OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"cannot load the VAE of {model!r}: {reason}") from None
+        raise ModelLoadError(f"cannot load the VAE of {model!r}: {_reason(err, source)}") from None
     return vae.to(device)
 
 
@@ -138,7 +146,6 @@ def load_img2img_pipeline(model: str | Path, *, device: str | torch.device = "cp
         # No safety checker: it would black out nudes in figure paintings and so break the target.
         pipe = AutoPipelineForImage2Image.from_pretrained(source, torch_dtype=dtype, safety_checker=None)
     except (OSError, ValueError, TypeError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"cannot load the pipeline {model!r}: {reason}") from None
+        raise ModelLoadError(f"cannot load the pipeline {model!r}: {_reason(err, source)}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
