@@ -53,6 +53,7 @@ def test_metadata_kept_unless_stripped(tmp_path, tiny_vae_dir):
     src = tmp_path / "signed.png"
     exif = Image.Exif()
     exif[0x013B], exif[0x8298] = "A. Painter", "(c) 2026 A. Painter"
+    exif[0x010F] = "CameraCo"  # camera data: never copied into the cloaked copy
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     Image.open(_save(tmp_path / "plain.png")).save(src, exif=exif.tobytes(), icc_profile=icc)
     for flags, kept in (([], True), (["--strip-metadata"], False)):
@@ -63,6 +64,7 @@ def test_metadata_kept_unless_stripped(tmp_path, tiny_vae_dir):
         assert (written.info.get("icc_profile") == icc) is kept
         tags = written.getexif()
         assert (tags.get(0x013B), tags.get(0x8298)) == (("A. Painter", "(c) 2026 A. Painter") if kept else (None, None))
+        assert 0x010F not in tags
 
 
 def test_same_seed_same_bytes(tmp_path, tiny_vae_dir):
@@ -141,8 +143,11 @@ def test_output_equal_to_an_input_is_refused(tmp_path, tiny_vae_dir, capsys):
 
 @pytest.mark.parametrize("flags,match", [
     (["--intensity", "loud"], "unknown intensity"),
+    (["--quality", "inf"], "unknown quality"),
     (["--target", "style-40"], "0 to 25"),
     (["--model", "./nowhere"], "not a folder"),
+    (["--device", "gpu"], "unknown device"),
+    (["--device", "cpu", "--half"], "half precision needs a GPU"),
 ])
 def test_bad_settings_fail_early(tmp_path, out_dir, tiny_vae_dir, capsys, flags, match):
     src = _save(tmp_path / "art.png")
@@ -151,6 +156,26 @@ def test_bad_settings_fail_early(tmp_path, out_dir, tiny_vae_dir, capsys, flags,
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err
     assert not any(out_dir.iterdir())
+
+
+def test_corrupt_style_image_is_one_line(tmp_path, out_dir, tiny_vae_dir, capsys):
+    src = _save(tmp_path / "art.png")
+    style = tmp_path / "style.png"
+    style.write_bytes(b"\x89PNG broken")
+    code = main(["cloak", str(src), "--out", str(out_dir), "--model", str(tiny_vae_dir), "--target", str(style), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "style.png" in err and "Traceback" not in err
+    assert not any(out_dir.iterdir())
+
+
+def test_progress_bar_and_style_image_target(tmp_path, out_dir, tiny_vae_dir, capsys):
+    src = _save(tmp_path / "art.png")
+    style = _save(tmp_path / "style.png", height=96, width=96, seed=7)
+    assert main(["cloak", str(src), "--out", str(out_dir), "--model", str(tiny_vae_dir), "--quality", "3",
+                 "--target", str(style)]) == 0
+    err = capsys.readouterr().err
+    assert "art.png:" in err and "/3 [" in err and "step" in err, err
+    assert json.loads((out_dir / "art.cloak.json").read_text())["target"] == "image:style.png"
 
 
 def test_mini_without_weights_asks_for_model(tmp_path, out_dir, capsys):

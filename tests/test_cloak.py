@@ -45,12 +45,12 @@ def test_loss_falls_and_target_distance_halves_at_default(encoder, perceptual):
 
 
 def test_loss_sees_what_the_encoder_sees_through_the_resize_round_trip(encoder, perceptual):
-    """An image 5x larger than the working size: the optimiser's last loss must match the distance the
+    """An image 4.7x larger than the working size: the optimiser's last loss must match the distance the
     encoder measures on the written, full-size cloak resized back (not a blurred-away version of it)."""
-    config = resolve_config("default", 30, max_side=64)
+    config = resolve_config("default", 30, max_side=96)
     report = cloak_image(make_artwork(320, 448, seed=8), encoder, OtherArtwork(), perceptual, config,
                          generator=torch.Generator().manual_seed(0)).report
-    assert report["working_size"] == [64, 40] and report["delta_scale"] == 1.0
+    assert report["working_size"] == [96, 64] and report["delta_scale"] == 1.0
     ratio = report["encoder_to_target_after"] / report["encoder_to_target_before"]
     assert ratio <= 0.5
     assert ratio == pytest.approx(report["loss_last"], abs=0.05)
@@ -113,6 +113,34 @@ def test_large_scan_keeps_size_and_has_no_seams(encoder, perceptual):
     # about one level plus one level of rounding, everywhere; a tile seam would jump by up to 2x the cap.
     assert (delta[..., 1:] - delta[..., :-1]).abs().max() <= 3.0
     assert (delta[..., 1:, :] - delta[..., :-1, :]).abs().max() <= 3.0
+
+
+@pytest.mark.parametrize("height,width", [(64, 1200), (1200, 64), (100, 1000)])
+def test_extreme_aspect_ratios_keep_a_usable_short_side(encoder, perceptual, height, width):
+    from sfumato.resize import MIN_WORKING_SIDE, working_size
+
+    for max_side in (128, 256, 512):
+        h, w = working_size(height, width, max_side, 8)
+        assert min(h, w) >= min(MIN_WORKING_SIDE, min(height, width)) - 8 and h % 8 == 0 == w % 8
+    config = resolve_config("default", 2, max_side=128)
+    result = cloak_image(make_artwork(height, width), encoder, OtherArtwork(), perceptual, config,
+                         generator=torch.Generator().manual_seed(0))
+    assert result.image.shape == (3, height, width)
+
+
+def test_fractional_cap_and_off_grid_source_hold_exactly(encoder, perceptual):
+    """A 16-bit source is not on the 8-bit grid: the file stays within floor(cap) levels of its 8-bit rendering."""
+    generator = torch.Generator().manual_seed(2)
+    image = (make_artwork(64, 96, seed=9) + torch.rand(3, 64, 96, generator=generator) / 255).clamp(0, 1)
+    mask = torch.ones(1, 64, 96)
+    mask[:, :8] = 0
+    config = resolve_config(5.5, 5, alpha=0.0, budget_scale=10.0)
+    out = cloak_image(image, encoder, OtherArtwork(), perceptual, config, mask=mask,
+                      generator=torch.Generator().manual_seed(0)).image
+    base = quantize(image)
+    assert torch.equal(out, quantize(out))
+    assert ((out - base).abs().max() * 255).round() == 5, "the 5.5-level cap allows exactly 5 whole levels"
+    assert torch.equal(out[:, :8], base[:, :8]), "masked pixels are the original's own 8-bit values"
 
 
 def test_transparent_pixels_untouched(encoder, perceptual):

@@ -91,7 +91,24 @@ def test_auto_target_is_seeded_and_recorded():
     again, _ = choose_style(images, encoder, torch.Generator().manual_seed(0), styles=styles)
     assert first.name == again.name
     assert set(distances) == {s.name for s in styles}
-    assert distances[first.name] >= sorted(distances.values())[len(styles) // 2 - 1]
+    assert distances[first.name] >= sorted(distances.values())[len(styles) // 2], "drawn from the farther half"
+
+
+def test_bad_style_image_is_refused_early(tmp_path):
+    bad = tmp_path / "style.png"
+    bad.write_text("not an image")
+    with pytest.raises(ValueError, match="style.png"):
+        StyleImage(bad)
+
+
+@pytest.mark.parametrize("device,match", [("gpu", "unknown device"), ("cuda:7", "CUDA"), ("mps", "not supported")])
+def test_bad_devices_fail_before_loading(device, match):
+    from sfumato.models import check_device
+
+    if torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    with pytest.raises(ModelLoadError, match=match):
+        check_device(device)
 
 
 def test_prompt_target_through_img2img(tiny_pipeline_dir):

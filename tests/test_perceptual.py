@@ -173,7 +173,7 @@ def test_auto_without_alexnet_weights_is_effnet_and_lpips_explains(empty_torch_h
     assert str(LpipsAlex.weights_path()) in str(excinfo.value)
 
 
-def test_lpips_by_name_downloads_only_when_online(empty_torch_home, monkeypatch):
+def test_lpips_downloads_only_when_online(empty_torch_home, monkeypatch):
     calls = []
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda url, **kw: calls.append(url))  # no network
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -184,7 +184,10 @@ def test_lpips_by_name_downloads_only_when_online(empty_torch_home, monkeypatch)
     with pytest.raises(ValueError, match="alexnet-owt"):  # the stand-in download writes nothing
         load_perceptual("lpips-alex")
     assert calls == ["https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"]
-    assert load_perceptual("auto").name == "effnet-lite0" and len(calls) == 1, "auto never downloads"
+    assert load_perceptual("auto").name == "effnet-lite0", "a failed download falls back to effnet-lite0"
+    assert len(calls) == 2, "online, auto tries the download too"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert load_perceptual("auto").name == "effnet-lite0" and len(calls) == 2, "offline, auto never downloads"
 
 
 def test_unknown_name_lists_valid_names():

@@ -2,7 +2,7 @@
 
 The core works on tensors in [0, 1]: :func:`cloak_image` cloaks one image with
 a loaded encoder, a style target and a perceptual metric; :class:`Cloaker` loads
-those once and cloaks batches. Files, the CLI and the web app are thin layers on top.
+those once and cloaks batches. Files and the CLI are thin layers on top.
 """
 
 from importlib.metadata import PackageNotFoundError, version

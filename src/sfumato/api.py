@@ -1,6 +1,6 @@
 """A :class:`Cloaker` holds the loaded models and cloaks batches of in-memory images.
 
-It is what the CLI, the web app and the notebook share: models load once,
+It is what the CLI (and later the web app and the notebook) share: models load once,
 lazily, on first use; every call takes its own settings and seed, so one
 instance can serve many requests.
 """

@@ -13,8 +13,8 @@ import torch
 
 from . import __version__
 from .config import INTENSITY_PRESETS, QUALITY_PRESETS, resolve_config
-from .io import ImageError, check_output_path, load_image, save_image
-from .models import ModelLoadError
+from .io import ImageError, attribution_exif, check_output_path, load_image, save_image
+from .models import ModelLoadError, check_device
 from .resize import fit_to_grid
 from .targets import parse_target
 
@@ -44,36 +44,38 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def cmd_cloak(args: argparse.Namespace) -> int:
-    # 1. Check every setting before any work.
+    # 1. Check every setting and the inputs' names before any work.
     try:
         config = resolve_config(args.intensity, args.quality)
         target_spec = parse_target(args.target)
-    except ValueError as err:
+        check_device(args.device, torch.float16 if args.half else torch.float32)
+    except (ValueError, ModelLoadError) as err:
         _error(str(err))
         return 2
     out_dir = Path(args.out)
     if not out_dir.is_dir():
         _error(f"output folder {out_dir} does not exist")
         return 2
-    suffix = ".jpg" if args.format == "jpeg" else ".png"
-    if args.format == "jpeg":
-        print("warning: JPEG compression weakens the cloak; prefer PNG", file=sys.stderr)
-
-    from .api import Cloaker
-
-    cloaker = Cloaker(args.model, device=args.device, half=args.half, perceptual=args.perceptual)
-    try:
-        cloaker.encoder, cloaker.perceptual  # load once, fail early
-    except (ModelLoadError, ValueError) as err:
-        _error(str(err))
-        return 1
-
-    # 2. Read every input once: bad files are reported and skipped.
-    failures, jobs, taken = 0, [], set()
     inputs = _inputs(args.inputs)
     if not inputs:
         _error("no input images")
         return 2
+    suffix = ".jpg" if args.format == "jpeg" else ".png"
+    if args.format == "jpeg":
+        print("warning: JPEG compression weakens the cloak; prefer PNG", file=sys.stderr)
+
+    # 2. Load the models once; fail early.
+    from .api import Cloaker
+
+    cloaker = Cloaker(args.model, device=args.device, half=args.half, perceptual=args.perceptual)
+    try:
+        cloaker.encoder, cloaker.perceptual
+    except (ModelLoadError, ValueError) as err:
+        _error(str(err))
+        return 1
+
+    # 3. Read every input: bad files are reported and skipped.
+    failures, jobs, taken = 0, [], set()
     for path in inputs:
         out = out_dir / f"{path.stem}.cloaked{suffix}"
         try:
@@ -81,6 +83,8 @@ def cmd_cloak(args: argparse.Namespace) -> int:
             if out.resolve() in taken:
                 raise ImageError(f"{path.name}: another input already writes {out.name}")
             art = load_image(path)
+            if args.format == "jpeg" and art.alpha is not None:
+                raise ImageError(f"{path.name}: has transparency, which JPEG cannot store; use PNG")
         except ImageError as err:
             _error(str(err))
             failures += 1
@@ -88,48 +92,49 @@ def cmd_cloak(args: argparse.Namespace) -> int:
         taken.add(out.resolve())
         jobs.append((path, out, fit_to_grid(art.rgb[None], 128, cloaker.encoder.downsample)[0]))
 
-    # 3. One target for the whole set (Glaze gives an artist one target style).
+    # 4. One target for the whole set (Glaze gives an artist one target style).
     if jobs:
         try:
             target, record = cloaker.resolve_target(target_spec, [small for _, _, small in jobs], args.seed)
         except (ModelLoadError, ValueError) as err:
             _error(str(err))
             return 1
-    device_name = str(cloaker.device)
 
-    # 4. Cloak and write each image; the full-size pixels are read again here to keep memory flat.
+    # 5. Cloak and write each image; its full-size pixels are read again here to keep memory flat.
     for path, out, _ in jobs:
         try:
             art = load_image(path)
-            if args.format == "jpeg" and art.alpha is not None:
-                raise ImageError(f"{path.name}: has transparency, which JPEG cannot store; use PNG")
             mask = None if art.alpha is None else torch.from_numpy(art.alpha > 0)[None].float()
             bar = _progress(args, path.name, config.steps)
             [result], _ = cloaker.cloak([art.rgb], config, target=target, masks=[mask], seed=args.seed,
                                         callback=lambda i, step, loss: bar.update(1) if bar else None)
             if bar:
                 bar.close()
-            save_image(out, result.image, alpha=art.alpha, icc_profile=art.icc_profile, exif=art.exif,
+            exif = None if args.strip_metadata else attribution_exif(art.exif)
+            save_image(out, result.image, alpha=art.alpha, icc_profile=art.icc_profile, exif=exif,
                        format=args.format, strip_metadata=args.strip_metadata)
-        except ImageError as err:
-            _error(str(err))
+            sidecar = {
+                "input": str(path),
+                "output": str(out),
+                "sfumato_version": __version__,
+                "model": args.model,
+                "device": str(cloaker.device),
+                "half_precision": args.half,
+                "seed": args.seed,
+                "intensity": args.intensity,
+                "quality": args.quality,
+                "config": config.to_dict(),
+                "target_choice": record,
+                "figures_measured_on": "the 8-bit pixels before JPEG compression" if args.format == "jpeg"
+                                       else "the written file's pixels",
+                **result.report,
+            }
+            _write_json(out_dir / f"{path.stem}.cloak.json", sidecar)
+        except (ImageError, ValueError, RuntimeError, OSError) as err:  # one image fails, the others go on
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            _error(reason if reason.startswith(path.name) else f"{path.name}: {reason}")
             failures += 1
             continue
-        sidecar = {
-            "input": str(path),
-            "output": str(out),
-            "sfumato_version": __version__,
-            "model": args.model,
-            "device": device_name,
-            "half_precision": args.half,
-            "seed": args.seed,
-            "intensity": args.intensity,
-            "quality": args.quality,
-            "config": config.to_dict(),
-            "target_choice": record,
-            **result.report,
-        }
-        _write_json(out_dir / f"{path.stem}.cloak.json", sidecar)
         r = result.report
         print(f"{path.name} -> {out}  ({r['perceptual_metric']} {r['perceptual_distance']:.4f}, "
               f"PSNR {r['psnr_db']:.1f} dB, target {r['target']}, {r['seconds']:.1f}s)")
@@ -169,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--perceptual", default="auto", choices=["auto", "lpips-alex", "effnet-lite0"],
                    help="perceptual distance for the budget (default: LPIPS if its weights are local, else effnet-lite0)")
     c.add_argument("--format", default="png", choices=["png", "jpeg"], help="output format (default: png)")
-    c.add_argument("--strip-metadata", action="store_true", help="drop ICC profile and EXIF from the outputs")
+    c.add_argument("--strip-metadata", action="store_true",
+                   help="drop the ICC profile and EXIF from the outputs (by default the ICC profile and the EXIF "
+                        "attribution fields are kept; location, camera data and thumbnails never are)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_cloak)
     return parser

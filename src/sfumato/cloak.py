@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -17,9 +18,15 @@ from .resize import resize, working_size
 __all__ = ["CloakResult", "cloak_image", "quantize"]
 
 
+def to_levels(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] images -> their 8-bit values 0-255 (as floats), rounded half up exactly as
+    :func:`sfumato.io.to_uint8` writes them."""
+    return torch.floor(images.clamp(0, 1) * 255 + 0.5)
+
+
 def quantize(images: torch.Tensor) -> torch.Tensor:
-    """Round [0, 1] images to the 8-bit grid, as writing a PNG will."""
-    return torch.round(images.clamp(0, 1) * 255) / 255
+    """Round [0, 1] images to the 8-bit grid, as the written file will hold them."""
+    return to_levels(images) / 255
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,8 @@ def _enforce_budget(render, measure, budget: float, iterations: int = 8) -> tupl
     distance = measure(image)
     if distance <= budget:
         return image, distance, 1.0
-    best = (render(0.0), measure(render(0.0)), 0.0)
+    untouched = render(0.0)
+    best = (untouched, measure(untouched), 0.0)
     low, high = 0.0, 1.0
     for _ in range(iterations):
         mid = (low + high) / 2
@@ -121,13 +129,17 @@ def cloak_image(
         delta = delta * full_mask
 
     with torch.no_grad():
-        render = lambda scale: quantize(full + scale * delta)  # noqa: E731
+        # Rendered on the 8-bit grid around the 8-bit original, at most floor(cap) levels away,
+        # so the cap holds exactly for the written file whatever the source's bit depth.
+        base = to_levels(full)  # the original's 8-bit values
+        levels = float(math.floor(config.max_levels))
+        render = lambda scale: (base + torch.floor((full + scale * delta) * 255 + 0.5 - base)  # noqa: E731
+                                .clamp(-levels, levels)).clamp(0, 255) / 255
         measure = lambda out: float(perceptual(resize(out, work_size), x))  # noqa: E731
         cloaked, distance, scale = _enforce_budget(render, measure, budget)
 
         # 4. Figures.
-        seen = resize(cloaked, work_size)
-        z_x, z_target, z_cloaked = encoder(x), encoder(styled), encoder(seen)
+        z_x, z_target, z_cloaked = encoder(x), encoder(styled), encoder(resize(cloaked, work_size))
         report = {
             "target": getattr(target, "name", type(target).__name__),
             "protection": protection,
@@ -136,6 +148,7 @@ def cloak_image(
             "perceptual_metric": perceptual.name,
             "perceptual_budget": budget,
             "perceptual_distance": distance,
+            "perceptual_measured_at": [work_size[1], work_size[0]],
             "psnr_db": float(psnr(cloaked, full)),
             "ssim": float(ssim(cloaked, full)),
             "linf_levels": float(linf_255(cloaked, full)),

@@ -8,6 +8,7 @@ Budgets given in 8-bit levels become [0, 1] units in exactly one place:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 __all__ = [
@@ -46,7 +47,8 @@ class CloakConfig:
 
     Args:
         max_levels (`float`, defaults to 8): hard L∞ cap on the perturbation, in 8-bit
-            levels (0-255). A safety net under the perceptual budget.
+            levels (0-255), from 1 to 64. A safety net under the perceptual budget; the
+            written file differs from the original by at most ``floor(max_levels)`` levels.
         budget_scale (`float`, defaults to 1.0): multiplies the metric's calibrated
             perceptual budget (``PERCEPTUAL_BUDGET_PER_LEVEL[metric] * max_levels``).
         alpha (`float`, defaults to 30.0): weight of the perceptual hinge penalty
@@ -68,10 +70,14 @@ class CloakConfig:
     max_side: int = 512
 
     def __post_init__(self) -> None:
-        if not 0 < self.max_levels <= 64:
-            raise ValueError(f"max_levels must be in (0, 64], got {self.max_levels}")
+        if not 1 <= self.max_levels <= 64:
+            raise ValueError(f"max_levels must be from 1 to 64 (8-bit levels), got {self.max_levels}")
         if self.budget_scale <= 0:
             raise ValueError(f"budget_scale must be positive, got {self.budget_scale}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        if self.lr_levels <= 0:
+            raise ValueError(f"lr_levels must be positive, got {self.lr_levels}")
         if self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.max_side < 64:
@@ -123,7 +129,9 @@ def _preset(value: str | float | int, presets: dict, what: str, number_key: str)
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"unknown {what} {value!r}; use one of {list(presets)} or a number") from None
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"unknown {what} {value!r}; use one of {list(presets)} or a number")
     if number_key == "steps":
         if number != int(number):
             raise ValueError(f"{what} as a number is a step count and must be whole, got {value!r}")

@@ -35,6 +35,7 @@ __all__ = [
     "load_image",
     "save_image",
     "check_output_path",
+    "attribution_exif",
     "to_uint8",
 ]
 
@@ -482,6 +483,41 @@ def _create_temp_file(path: Path) -> tuple[Path, int]:
 
 # ---------------------------------------------------------------------------
 # Paths
+
+
+#: EXIF tags that say who made a work and what it is: kept in cloaked copies by default.
+_ATTRIBUTION_TAGS = (
+    0x010E,  # ImageDescription
+    0x0132,  # DateTime
+    0x013B,  # Artist
+    0x8298,  # Copyright
+    0x9C9B,  # XPTitle
+    0x9C9C,  # XPComment
+    0x9C9D,  # XPAuthor
+    0x9C9E,  # XPKeywords
+    0x9C9F,  # XPSubject
+)
+
+
+def attribution_exif(exif: bytes | None) -> bytes | None:
+    """Only the attribution tags (artist, copyright, title, description, date) of EXIF bytes.
+
+    A cloaked copy is meant to be posted: location (GPS), camera data, maker notes and
+    the embedded thumbnail (which would show the uncloaked original) are left out.
+    Returns None when nothing is left or the EXIF cannot be read.
+    """
+    if not exif:
+        return None
+    try:
+        source = Image.Exif()
+        source.load(exif)
+        kept = Image.Exif()
+        for tag in _ATTRIBUTION_TAGS:
+            if tag in source:
+                kept[tag] = source[tag]
+        return kept.tobytes() if len(kept) else None
+    except Exception:  # corrupt EXIF comes in every shape
+        return None
 
 
 def check_output_path(output: StrPath, inputs: StrPath | Iterable[StrPath]) -> None:

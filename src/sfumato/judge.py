@@ -82,8 +82,8 @@ def fit_linear_head(judge: StyleJudge, features: torch.Tensor, labels: torch.Ten
     judge.mean.copy_(features.mean(0))
     judge.std.copy_(features.std(0).clamp_min(1e-6))
     z = (features - judge.mean) / judge.std
-    weight = torch.zeros(judge.head.out_features, z.shape[1], requires_grad=True)
-    bias = torch.zeros(judge.head.out_features, requires_grad=True)
+    weight = torch.zeros(judge.head.out_features, z.shape[1], device=z.device, requires_grad=True)
+    bias = torch.zeros(judge.head.out_features, device=z.device, requires_grad=True)
     optimizer = torch.optim.LBFGS([weight, bias], max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["ModelLoadError", "VaeEncoder", "resolve_model", "load_vae", "load_encoder", "load_img2img_pipeline"]
+__all__ = ["ModelLoadError", "VaeEncoder", "check_device", "resolve_model", "load_vae", "load_encoder", "load_img2img_pipeline"]
 
 #: Short names for models that ship inside the package.
 EMBEDDED_MODELS = {"mini": "sfumato-mini", "sfumato-mini": "sfumato-mini"}
@@ -64,10 +64,20 @@ def _reason(err: Exception, source: str) -> str:
     return reason
 
 
-def _check_device(device: str | torch.device, dtype: torch.dtype) -> torch.device:
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+def check_device(device: str | torch.device, dtype: torch.dtype = torch.float32) -> torch.device:
+    """Parse a device and check it exists here, before any model loads."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ModelLoadError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ModelLoadError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise ModelLoadError(f"device {device} requested but only {count} CUDA GPU(s) exist")
+    elif device.type != "cpu":
+        raise ModelLoadError(f"device {device} is not supported; use cpu or cuda")
     if dtype == torch.float16 and device.type == "cpu":
         raise ModelLoadError("half precision needs a GPU; use float32 on the CPU")
     return device
@@ -114,11 +124,12 @@ def load_vae(model: str | Path, *, device: str | torch.device = "cpu", dtype: to
             such as ``"stable-diffusion-v1-5/stable-diffusion-v1-5"``. Hub ids resolve
             through the local cache when ``HF_HUB_OFFLINE=1``.
         device (`str` or `torch.device`, defaults to ``"cpu"``).
-        dtype (`torch.dtype`, defaults to float32): float16 only on a GPU.
+        dtype (`torch.dtype`, defaults to float32): float16 only on a GPU. SDXL's VAE
+            overflows in float16 (use float32, or a VAE fixed for float16).
     """
     from diffusers import AutoencoderKL
 
-    device = _check_device(device, dtype)
+    device = check_device(device, dtype)
     source, subfolder = _vae_location(resolve_model(model))
     try:
         vae = AutoencoderKL.from_pretrained(source, subfolder=subfolder, torch_dtype=dtype)
@@ -140,7 +151,7 @@ def load_img2img_pipeline(model: str | Path, *, device: str | torch.device = "cp
     """
     from diffusers import AutoPipelineForImage2Image
 
-    device = _check_device(device, dtype)
+    device = check_device(device, dtype)
     source = resolve_model(model)
     try:
         # No safety checker: it would black out nudes in figure paintings and so break the target.

@@ -295,9 +295,9 @@ def load_perceptual(name: str = "auto") -> PerceptualMetric:
     Args:
         name (`str`, defaults to ``"auto"``): one of :data:`PERCEPTUAL_NAMES`.
             ``"auto"`` gives ``"lpips-alex"`` when its AlexNet weights are on local disk
-            (:meth:`LpipsAlex.weights_available`), else ``"effnet-lite0"``; it never
-            downloads. Asked for by name, ``"lpips-alex"`` downloads the AlexNet weights
-            into the torch hub cache when they are missing, unless ``HF_HUB_OFFLINE`` is set.
+            (:meth:`LpipsAlex.weights_available`) or can be downloaded, else
+            ``"effnet-lite0"``. Both ``"auto"`` and ``"lpips-alex"`` try the download into
+            the torch hub cache only when ``HF_HUB_OFFLINE`` is unset (or 0).
 
     Returns:
         `PerceptualMetric`: a fresh, frozen metric on the CPU; the caller keeps it.
@@ -307,10 +307,13 @@ def load_perceptual(name: str = "auto") -> PerceptualMetric:
     """
     if name not in PERCEPTUAL_NAMES:
         raise ValueError(f"unknown perceptual metric {name!r}; valid: {', '.join(PERCEPTUAL_NAMES)}")
+    online = os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("0", "", "false", "no")
     if name == "auto":
+        if not LpipsAlex.weights_available() and online:
+            LpipsAlex._download()
         name = "lpips-alex" if LpipsAlex.weights_available() else "effnet-lite0"
     if name == "lpips-alex":
-        return LpipsAlex(download=os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("0", "", "false", "no"))
+        return LpipsAlex(download=online)
     return EfficientNetLite0Distance()
 
 

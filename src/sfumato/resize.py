@@ -12,9 +12,19 @@ import torch.nn.functional as F
 __all__ = ["working_size", "fit_to_grid", "resize"]
 
 
+#: Shortest side, in pixels, that a working size keeps (the style networks and metrics need 32).
+MIN_WORKING_SIDE = 64
+
+
 def working_size(height: int, width: int, max_side: int, multiple: int) -> tuple[int, int]:
-    """Largest size with the image's aspect ratio, longest side <= ``max_side``, sides a multiple of ``multiple``."""
+    """The image's size scaled down so that its longest side is at most ``max_side``, sides snapped
+    down to a multiple of ``multiple``.
+
+    The shortest side never drops below ``MIN_WORKING_SIDE`` (or the image's own, if smaller):
+    a very wide or tall image keeps a longer long side instead.
+    """
     scale = min(1.0, max_side / max(height, width))
+    scale = max(scale, min(1.0, MIN_WORKING_SIDE / min(height, width)))
     snap = lambda side: max(multiple, int(side * scale / multiple) * multiple)  # noqa: E731
     return snap(height), snap(width)
 

