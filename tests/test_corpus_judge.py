@@ -68,6 +68,19 @@ def test_corpus_is_deterministic_and_reused(corpus, tmp_path):
     assert json.loads((again / "corpus.json").read_text())["images"] == len(read_manifest(again))
 
 
+def test_extra_folders_of_artwork(tmp_path):
+    from PIL import Image
+
+    from sfumato.corpus import load_sources
+
+    for folder in ("a", "b"):
+        (tmp_path / folder / "sub").mkdir(parents=True)
+        Image.new("RGB", (80, 64), "red").save(tmp_path / folder / "sub" / "wall.png")
+    config = CorpusConfig(sources=("chelsea",), extra_dirs=(str(tmp_path / "a"), str(tmp_path / "b")))
+    names = [name for name, _, _ in load_sources(config)]
+    assert names == ["chelsea", "extra0_sub_wall", "extra1_sub_wall"]
+
+
 def test_bad_corpus_settings():
     with pytest.raises(ValueError, match="unknown sources"):
         CorpusConfig(sources=("mona-lisa",))

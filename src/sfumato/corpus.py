@@ -123,11 +123,15 @@ def load_sources(config: CorpusConfig) -> list[tuple[str, Image.Image, str | Non
         for name in config.sources:
             if name in SKLEARN_SOURCES:
                 sources.append((Path(name).stem, _rgb(load_sample_image(name)), SKLEARN_SOURCES[name]))
-    for folder in config.extra_dirs:
+    for index, folder in enumerate(config.extra_dirs):
         for path in sorted(Path(folder).rglob("*")):
             if path.suffix.lower() in {".png", ".jpg", ".jpeg"}:
+                name = f"extra{index}_" + path.relative_to(folder).with_suffix("").as_posix().replace("/", "_")
                 with Image.open(path) as image:
-                    sources.append((path.stem, image.convert("RGB"), None))
+                    sources.append((name, image.convert("RGB"), None))
+    names = [name for name, _, _ in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two sources share a name: {sorted(n for n in set(names) if names.count(n) > 1)}")
     return sources
 
 
