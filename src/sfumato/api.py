@@ -59,9 +59,10 @@ class Cloaker:
 
     @property
     def pipeline(self):
+        vae = self.encoder.vae  # shared with the encoder, not loaded twice
         with self._lock:
             if self._pipeline is None:
-                self._pipeline = load_img2img_pipeline(self.model, device=self.device, dtype=self.dtype)
+                self._pipeline = load_img2img_pipeline(self.model, device=self.device, dtype=self.dtype, vae=vae)
         return self._pipeline
 
     def resolve_target(self, spec: str | int | Path, images: list[torch.Tensor], seed: int = 0):

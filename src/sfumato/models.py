@@ -143,11 +143,13 @@ def load_encoder(model: str | Path, *, device: str | torch.device = "cpu", dtype
     return VaeEncoder(load_vae(model, device=device, dtype=dtype))
 
 
-def load_img2img_pipeline(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+def load_img2img_pipeline(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                          vae=None):
     """Load a whole text-to-image pipeline as its img2img variant (for prompt style targets).
 
     ``AutoPipelineForImage2Image`` picks the variant (Stable Diffusion 1.x/2.x, SDXL, ...)
-    from the folder's ``model_index.json``.
+    from the folder's ``model_index.json``. An already loaded ``vae`` (the encoder's) is
+    reused instead of being loaded a second time.
     """
     from diffusers import AutoPipelineForImage2Image
 
@@ -155,7 +157,8 @@ def load_img2img_pipeline(model: str | Path, *, device: str | torch.device = "cp
     source = resolve_model(model)
     try:
         # No safety checker: it would black out nudes in figure paintings and so break the target.
-        pipe = AutoPipelineForImage2Image.from_pretrained(source, torch_dtype=dtype, safety_checker=None)
+        components = {} if vae is None else {"vae": vae}
+        pipe = AutoPipelineForImage2Image.from_pretrained(source, torch_dtype=dtype, safety_checker=None, **components)
     except (OSError, ValueError, TypeError) as err:
         raise ModelLoadError(f"cannot load the pipeline {model!r}: {_reason(err, source)}") from None
     pipe.set_progress_bar_config(disable=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .io import to_uint8
+
 __all__ = [
     "NUM_STYLES",
     "BuiltinStyle",
@@ -47,11 +49,6 @@ def _stylize(method, *args, **kwargs):
         raise ValueError(f"style transfer failed: {err}") from None
 
 
-def _to_array(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] -> (H, W, 3) uint8 for the ONNX engine."""
-    return (image.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()).copy()
-
-
 def _to_tensor(image, like: torch.Tensor) -> torch.Tensor:
     array = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
     return torch.from_numpy(array).permute(2, 0, 1).to(like.device)
@@ -74,7 +71,7 @@ class BuiltinStyle:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         self._engine = self._engine or _engine()
-        out = [_stylize(self._engine.stylize, _to_array(x), style=self.index, max_size=0) for x in images]
+        out = [_stylize(self._engine.stylize, to_uint8(x), style=self.index, max_size=0) for x in images]
         return torch.stack([_to_tensor(o, images) for o in out])
 
 
@@ -91,7 +88,7 @@ class StyleImage:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         self._engine = self._engine or _engine()
-        out = [_stylize(self._engine.stylize_with, _to_array(x), str(self.path), max_size=0) for x in images]
+        out = [_stylize(self._engine.stylize_with, to_uint8(x), str(self.path), max_size=0) for x in images]
         return torch.stack([_to_tensor(o, images) for o in out])
 
 
