@@ -178,11 +178,8 @@ def test_progress_bar_and_style_image_target(tmp_path, out_dir, tiny_vae_dir, ca
     assert json.loads((out_dir / "art.cloak.json").read_text())["target"] == "image:style.png"
 
 
-def test_mini_without_weights_asks_for_model(tmp_path, out_dir, capsys):
-    from sfumato.models import EMBEDDED_DIR
-
-    if (EMBEDDED_DIR / "sfumato-mini" / "model_index.json").exists():
-        pytest.skip("sfumato-mini is embedded in this build")
+def test_mini_without_weights_asks_for_model(tmp_path, out_dir, capsys, monkeypatch):
+    monkeypatch.setattr("sfumato.models.EMBEDDED_DIR", tmp_path / "no-weights")  # a build without the weights
     src = _save(tmp_path / "art.png")
     assert main(["cloak", str(src), "--out", str(out_dir), "--quiet"]) == 1
     assert "--model" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -52,9 +51,8 @@ def test_half_precision_needs_gpu(tiny_vae_dir):
         load_encoder(tiny_vae_dir, dtype=torch.float16)
 
 
-def test_embedded_model_missing_says_so():
-    if (Path(resolve_model.__globals__["EMBEDDED_DIR"]) / "sfumato-mini" / "model_index.json").exists():
-        pytest.skip("sfumato-mini is embedded in this build")
+def test_embedded_model_missing_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr("sfumato.models.EMBEDDED_DIR", tmp_path)  # a build without the weights
     with pytest.raises(ModelLoadError, match="--model"):
         resolve_model("mini")
 

@@ -1,0 +1,293 @@
+"""Train sfumato-mini from scratch, with a fixed seed, and measure it.
+
+    pip install -e ".[data]"
+    python scripts/train_mini.py --work build/mini --stage all
+
+Stages (each reads the previous one's output from ``--work``, so one can be rerun):
+
+1. ``corpus``: the pretraining artists' images (20 styles) and the victims' (6 styles),
+   from :func:`sfumato.corpus.build_corpus` (the held-out ``eval`` split used for the
+   figures comes from ``scripts/train_judge.py``'s corpus).
+2. ``vae``: the autoencoder on the pretraining images (L1 + EfficientNet-Lite0 feature
+   distance + a small KL term).
+3. ``unet``: UNet and text encoder on the frozen autoencoder's latents (epsilon
+   prediction, min-SNR weighting, 10 % empty captions for classifier-free guidance).
+4. ``decoder``: the decoder alone, fine-tuned further on the frozen encoder's latents
+   (MSE + L1 + a little feature distance); latents do not change.
+5. ``export``: the pipeline folder (``--out``) with a DPM-Solver++ scheduler, and
+   ``training.json`` (settings, times, hardware) beside it.
+
+Then ``scripts/measure_mini.py`` measures the result and writes its model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from sfumato.corpus import CorpusConfig, build_corpus, read_manifest
+from sfumato.finetune import diffusion_loss, encode_posteriors, sample_latents
+from sfumato.mini import vae_config
+from sfumato.perceptual import EfficientNetLite0Distance, psnr
+
+
+def hardware() -> dict:
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+    return {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu}
+
+
+def load_images(rows: list[dict]) -> torch.Tensor:
+    """(N, 3, H, W) uint8 images of manifest rows."""
+    arrays = [np.asarray(Image.open(row["file"]).convert("RGB")) for row in rows]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def cosine_lr(step: int, steps: int, warmup: int = 50, floor: float = 0.05) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
+    """Indices of ``steps`` batches drawn epoch by epoch without replacement."""
+    order = torch.empty(0, dtype=torch.long)
+    for _ in range(steps):
+        if len(order) < batch_size:
+            order = torch.cat([order, torch.randperm(n, generator=generator)])
+        yield order[:batch_size]
+        order = order[batch_size:]
+
+
+def flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of a batch left-right."""
+    mask = torch.rand(len(images), generator=generator) < 0.5
+    images = images.clone()
+    images[mask] = images[mask].flip(-1)
+    return images
+
+
+def log_row(log: list[dict], started: float, **values) -> None:
+    """Append one progress row (with the seconds since ``started``) and print it."""
+    log.append(values | {"seconds": time.perf_counter() - started})
+    print(json.dumps(log[-1]), flush=True)
+
+
+def save_stage(model, out: Path, log: list[dict], args, started: float, **extra) -> None:
+    """Save a trained model and its ``train_log.json`` (log, settings, seconds, hardware)."""
+    model.eval().save_pretrained(out)
+    record = {"log": log, "args": vars(args) | {"work": str(args.work)}, "seconds": time.perf_counter() - started,
+              "hardware": hardware()} | extra
+    (out / "train_log.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+
+
+def stage_corpus(args) -> None:
+    build_corpus(args.work / "pretrain", CorpusConfig(crops_per_split=16, seed=args.seed, splits=("pretrain",)))
+    build_corpus(args.work / "victim", CorpusConfig(crops_per_split=8, seed=args.seed, splits=("victim",)))
+
+
+def stage_vae(args) -> None:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(args.seed)  # the script owns the process: seeds module initialisation
+    generator = torch.Generator().manual_seed(args.seed)
+    images = load_images(read_manifest(args.work / "pretrain"))
+    vae = AutoencoderKL(**vae_config()).train()
+    perceptual = EfficientNetLite0Distance()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    started, log = time.perf_counter(), []
+    for step, index in enumerate(batches(len(images), args.vae_batch, args.vae_steps, generator)):
+        for group in optimizer.param_groups:
+            group["lr"] = args.vae_lr * cosine_lr(step, args.vae_steps)
+        x = flip(images[index], generator).float() / 255  # (B, 3, 128, 128) in [0, 1]
+        posterior = vae.encode(x * 2 - 1).latent_dist
+        y = (vae.decode(posterior.sample(generator)).sample + 1) / 2
+        l1 = (y - x).abs().mean()
+        feature = perceptual(y.clamp(0, 1), x).mean()
+        kl = posterior.kl().mean() / x[0].numel()
+        loss = l1 + args.vae_perceptual * feature + args.vae_kl * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        if step % 25 == 0 or step == args.vae_steps - 1:
+            log_row(log, started, step=step, l1=l1.item(), perceptual=feature.item(), kl=kl.item(),
+                    psnr=psnr(y.detach().clamp(0, 1), x).mean().item())
+    save_stage(vae, args.work / "vae", log, args, started)
+
+
+def stage_decoder(args) -> None:
+    """Fine-tune the decoder alone on the frozen encoder's latents (as Stable Diffusion's ft-MSE VAE did).
+
+    The latents, and so the UNet trained on them and the cloak's encoder, do not change.
+    """
+    from diffusers import AutoencoderKL
+
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    images = load_images(read_manifest(args.work / "pretrain"))
+    vae = AutoencoderKL.from_pretrained(args.work / "vae").eval()
+    started = time.perf_counter()
+    posteriors = torch.cat([encode_posteriors(vae, images.float() / 255),
+                            encode_posteriors(vae, images.flip(-1).float() / 255)])
+    images = torch.cat([images, images.flip(-1)])
+    vae.requires_grad_(False)
+    decoder = [vae.post_quant_conv, vae.decoder]
+    params = [p for module in decoder for p in module.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    vae.decoder.train()
+    perceptual = EfficientNetLite0Distance()
+    optimizer = torch.optim.AdamW(params, lr=args.decoder_lr, weight_decay=0.0)
+    log = []
+    for step, index in enumerate(batches(len(images), args.vae_batch, args.decoder_steps, generator)):
+        for group in optimizer.param_groups:
+            group["lr"] = args.decoder_lr * cosine_lr(step, args.decoder_steps, warmup=20)
+        x = images[index].float() / 255
+        y = (vae.decode(sample_latents(posteriors[index], generator)).sample + 1) / 2
+        mse, l1 = F.mse_loss(y, x), (y - x).abs().mean()
+        feature = perceptual(y.clamp(0, 1), x).mean()
+        loss = mse + l1 + args.decoder_perceptual * feature
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if step % 25 == 0 or step == args.decoder_steps - 1:
+            log_row(log, started, step=step, mse=mse.item(), perceptual=feature.item(),
+                    psnr=psnr(y.detach().clamp(0, 1), x).mean().item())
+    save_stage(vae, args.work / "vae-decoder-ft", log, args, started)
+
+
+def noise_scheduler():
+    """Stable Diffusion's training noise schedule."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         prediction_type="epsilon", clip_sample=False, steps_offset=1)
+
+
+def training_captions(rows: list[dict], generator: torch.Generator) -> list[str]:
+    """Each row's caption; 30 % of them cut to "a painting by ARTIST", 10 % emptied (for guidance)."""
+    draw = torch.rand(len(rows), generator=generator)
+    return ["" if u < 0.1 else f"a painting by {row['artist']}" if u < 0.4 else row["caption"]
+            for u, row in zip(draw.tolist(), rows)]
+
+
+def stage_unet(args) -> None:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from sfumato.mini import build_tokenizer, text_config, unet_config
+
+    torch.manual_seed(args.seed)  # seeds module initialisation
+    generator = torch.Generator().manual_seed(args.seed)
+    started = time.perf_counter()
+    vae = AutoencoderKL.from_pretrained(args.work / "vae").eval()
+    rows = read_manifest(args.work / "pretrain")
+    images = load_images(rows)
+    posteriors = torch.cat([encode_posteriors(vae, images.float() / 255),
+                            encode_posteriors(vae, images.flip(-1).float() / 255)])
+    rows = rows + rows
+    scaling = 1.0 / sample_latents(posteriors, torch.Generator().manual_seed(args.seed)).std().item()
+    print(f"encoded {len(rows)} latents in {time.perf_counter() - started:.0f} s; scaling factor {scaling:.4f}", flush=True)
+
+    tokenizer = build_tokenizer()
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config(len(tokenizer)))).train()
+    unet = UNet2DConditionModel(**unet_config()).train()
+    scheduler = noise_scheduler()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    print(f"unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, text encoder "
+          f"{sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f} M parameters", flush=True)
+    optimizer = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=1e-2)
+    log, t0 = [], time.perf_counter()
+    for step, index in enumerate(batches(len(rows), args.unet_batch, args.unet_steps, generator)):
+        for group in optimizer.param_groups:
+            group["lr"] = args.unet_lr * cosine_lr(step, args.unet_steps, warmup=100)
+        latents = sample_latents(posteriors[index], generator) * scaling
+        captions = training_captions([rows[i] for i in index.tolist()], generator)
+        loss = diffusion_loss(unet, text_encoder, tokenizer, scheduler, latents, captions, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if step % 25 == 0 or step == args.unet_steps - 1:
+            log_row(log, t0, step=step, loss=loss.item())
+    out = args.work / "unet"
+    unet.eval().save_pretrained(out / "unet")
+    text_encoder.eval().save_pretrained(out / "text_encoder")
+    (out / "train_log.json").write_text(json.dumps({"log": log, "scaling_factor": scaling,
+                                                    "args": vars(args) | {"work": str(args.work)},
+                                                    "seconds": time.perf_counter() - started,
+                                                    "hardware": hardware()}, indent=1, default=str) + "\n")
+
+
+def stage_export(args) -> None:
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from sfumato.mini import build_tokenizer
+
+    unet_log = json.loads((args.work / "unet" / "train_log.json").read_text())
+    vae = AutoencoderKL.from_pretrained(args.work / "vae-decoder-ft")
+    vae.register_to_config(scaling_factor=unet_log["scaling_factor"])
+    pipeline = StableDiffusionPipeline(
+        vae=vae, text_encoder=CLIPTextModel.from_pretrained(args.work / "unet" / "text_encoder"),
+        tokenizer=build_tokenizer(), unet=UNet2DConditionModel.from_pretrained(args.work / "unet" / "unet"),
+        scheduler=DPMSolverMultistepScheduler.from_config(noise_scheduler().config),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipeline.save_pretrained(args.out, safe_serialization=True)
+    vae_log = json.loads((args.work / "vae" / "train_log.json").read_text())
+    decoder_log = json.loads((args.work / "vae-decoder-ft" / "train_log.json").read_text())
+    training = {
+        "corpus": {name: json.loads((args.work / name / "corpus.json").read_text()) for name in ("pretrain", "victim")},
+        "vae": {"seconds": round(vae_log["seconds"], 1), "last": vae_log["log"][-1], "hardware": vae_log["hardware"]},
+        "decoder": {"seconds": round(decoder_log["seconds"], 1), "last": decoder_log["log"][-1]},
+        "unet": {"seconds": round(unet_log["seconds"], 1), "last": unet_log["log"][-1], "hardware": unet_log["hardware"],
+                 "scaling_factor": unet_log["scaling_factor"]},
+        "args": {k: v for k, v in vae_log["args"].items() if k.startswith(("vae_", "seed"))}
+                | {k: v for k, v in decoder_log["args"].items() if k.startswith("decoder_")}
+                | {k: v for k, v in unet_log["args"].items() if k.startswith("unet_")},
+    }
+    (Path(args.out) / "training.json").write_text(json.dumps(training, indent=1) + "\n")
+    size = sum(f.stat().st_size for f in Path(args.out).rglob("*.safetensors"))
+    print(f"wrote {args.out}: {size / 1e6:.1f} MB of safetensors")
+
+
+STAGES = {"corpus": stage_corpus, "vae": stage_vae, "unet": stage_unet, "decoder": stage_decoder,
+          "export": stage_export}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("build/mini"))
+    parser.add_argument("--stage", choices=[*STAGES, "all"], default="all")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vae-steps", type=int, default=1600)
+    parser.add_argument("--vae-batch", type=int, default=16)
+    parser.add_argument("--vae-lr", type=float, default=1e-3)
+    parser.add_argument("--vae-perceptual", type=float, default=0.03)
+    parser.add_argument("--vae-kl", type=float, default=1e-5)
+    parser.add_argument("--decoder-steps", type=int, default=300)
+    parser.add_argument("--decoder-lr", type=float, default=5e-4)
+    parser.add_argument("--decoder-perceptual", type=float, default=0.01)
+    parser.add_argument("--unet-steps", type=int, default=1500)
+    parser.add_argument("--unet-batch", type=int, default=64)
+    parser.add_argument("--unet-lr", type=float, default=1e-3)
+    parser.add_argument("--out", type=Path, default=Path("src/sfumato/weights/sfumato-mini"))
+    args = parser.parse_args()
+    for name, stage in STAGES.items():
+        if args.stage in (name, "all"):
+            print(f"== {name}", flush=True)
+            stage(args)
+
+
+if __name__ == "__main__":
+    main()
