@@ -169,6 +169,18 @@ def test_glaze_loss_is_normalised(encoder, perceptual):
     assert float(loss(image)) == pytest.approx(1.0, rel=1e-5)
 
 
+def test_glaze_hinge_counts_only_over_budget(encoder, perceptual):
+    image, target = make_artwork(64, 64, 1)[None], make_artwork(64, 64, 2)[None]
+    moved = (image + 0.05 * torch.randn(image.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    loose = GlazeLoss(encoder, image, target, perceptual, budget=1e6, alpha=10.0)
+    tight = GlazeLoss(encoder, image, target, perceptual, budget=0.0, alpha=10.0)
+    excess = float(perceptual(moved, image))
+    assert float(tight(moved)) == pytest.approx(float(loose(moved)) + 10.0 * excess, rel=1e-4)
+    x = moved.clone().requires_grad_(True)
+    tight(x).backward()
+    assert x.grad.abs().sum() > 0
+
+
 def test_unknown_protection_lists_valid_ones():
     with pytest.raises(ValueError, match="glaze"):
         get_loss("nightshade-v9")

@@ -118,6 +118,21 @@ def test_differentiable_wrt_first_argument(effnet):
     assert all(p.grad is None and not p.requires_grad for p in effnet.parameters())
 
 
+def test_distance_to_a_fixed_image_matches_and_reuses_its_features(effnet, monkeypatch):
+    x = artwork(2, 64, 80, seed=4)
+    x_adv = add_noise(x, 6).requires_grad_(True)
+    distance = effnet.distance_to(x)
+    calls = []
+    monkeypatch.setattr(effnet, "_features", lambda images, f=effnet._features: calls.append(1) or f(images))
+    value = distance(x_adv)
+    assert torch.allclose(value, effnet(x_adv, x), rtol=1e-5, atol=1e-7)
+    assert len(calls) == 2 + 1  # the direct call above: 2 passes; the fixed-reference call: x_adv only
+    value.sum().backward()
+    assert x_adv.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        distance(x_adv[:, :, :32])
+
+
 def test_odd_size_and_batch_match_single_calls(effnet):
     x = artwork(3, 65, 97, seed=2)
     y = add_noise(x, 6)
@@ -208,6 +223,7 @@ def test_lpips_alex_with_local_checkpoint(fake_alexnet_home):
     assert distance.shape == (2,) and (distance > 0).all()
     assert torch.allclose(distance, metric(x, x_adv), rtol=1e-5)
     assert torch.allclose(metric(x, x.clone()), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(metric.distance_to(x)(x_adv), distance, rtol=1e-5)
     distance.sum().backward()
     assert torch.isfinite(x_adv.grad).all() and x_adv.grad.abs().sum() > 0
 

@@ -135,7 +135,8 @@ def cloak_image(
         levels = float(math.floor(config.max_levels))
         render = lambda scale: (base + torch.floor((full + scale * delta) * 255 + 0.5 - base)  # noqa: E731
                                 .clamp(-levels, levels)).clamp(0, 255) / 255
-        measure = lambda out: float(perceptual(resize(out, work_size), x))  # noqa: E731
+        distance_to_x = perceptual.distance_to(x)
+        measure = lambda out: float(distance_to_x(resize(out, work_size)))  # noqa: E731
         cloaked, distance, scale = _enforce_budget(render, measure, budget)
 
         # 4. Figures.

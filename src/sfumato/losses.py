@@ -30,7 +30,7 @@ class GlazeLoss(nn.Module):
         encoder: the model's image encoder E, images in [0, 1] -> latents.
         images (`torch.Tensor`): the artwork x, (B, 3, H, W) in [0, 1].
         target (`torch.Tensor`): Ω(x, T), the same shape.
-        perceptual: a perceptual distance P, ``(x, y) -> (B,)``.
+        perceptual: a :class:`~sfumato.perceptual.PerceptualMetric` P.
         budget (`float`): p, in the units of ``perceptual``.
         alpha (`float`): weight of the hinge penalty.
     """
@@ -42,14 +42,17 @@ class GlazeLoss(nn.Module):
         self.encoder, self.perceptual = encoder, perceptual
         self.budget, self.alpha = float(budget), float(alpha)
         self.register_buffer("images", images.detach())
+        self.distance_to_images = perceptual.distance_to(self.images)  # the original's features, computed once
         with torch.no_grad():
             self.register_buffer("target_latents", encoder(target))  # (B, C, h, w)
             self.scale = float(latent_distance(encoder(images), self.target_latents)) or 1.0
 
     def forward(self, x_adv: torch.Tensor) -> torch.Tensor:
         feature = latent_distance(self.encoder(x_adv), self.target_latents) / self.scale
-        penalty = torch.relu(self.perceptual(x_adv, self.images) - self.budget).sum()
-        return feature + self.alpha * penalty
+        excess = torch.relu(self.distance_to_images(x_adv) - self.budget)  # (B,)
+        if not bool((excess > 0).any()):
+            return feature  # within budget: the hinge adds zero and a zero gradient, so skip its backward pass
+        return feature + self.alpha * excess.sum()
 
 
 LOSSES = {"glaze": GlazeLoss}

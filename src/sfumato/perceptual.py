@@ -149,6 +149,27 @@ class PerceptualMetric(nn.Module):
     def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def distance_to(self, y: torch.Tensor):
+        """``P(·, y)`` as a function of x, for many calls against one fixed y.
+
+        Metrics that can (:class:`EfficientNetLite0Distance`) compute y's features
+        once here instead of at every call; the values are those of ``self(x, y)``.
+        """
+        _check_images(y, "y", self.min_side)
+        reference = self._reference(y)
+
+        def distance(x: torch.Tensor) -> torch.Tensor:
+            _check_pair(x, y, self.min_side)
+            return self._distance_from(x, reference)
+
+        return distance
+
+    def _reference(self, y: torch.Tensor):
+        return y
+
+    def _distance_from(self, x: torch.Tensor, reference) -> torch.Tensor:
+        return self._distance(x, reference)
+
 
 class LpipsAlex(PerceptualMetric):
     """LPIPS v0.1 with the AlexNet trunk (Zhang et al., CVPR 2018), from the ``lpips`` package.
@@ -287,6 +308,13 @@ class EfficientNetLite0Distance(PerceptualMetric):
     def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Two passes rather than one on cat([x, y]): y (no grad) then builds no autograd graph.
         return _lpips_baseline(self._features(x), self._features(y))
+
+    @torch.no_grad()
+    def _reference(self, y: torch.Tensor) -> list[torch.Tensor]:
+        return self._features(y)
+
+    def _distance_from(self, x: torch.Tensor, reference: list[torch.Tensor]) -> torch.Tensor:
+        return _lpips_baseline(self._features(x), reference)
 
 
 def load_perceptual(name: str = "auto") -> PerceptualMetric:
