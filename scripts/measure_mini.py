@@ -277,8 +277,11 @@ def main() -> None:
     if "mimicry" in parts:
         settings = LoraSettings(steps=args.lora_steps, rank=args.lora_rank, alpha=float(args.lora_rank),
                                 learning_rate=args.lora_lr)
-        report["mimicry"] = [measure_mimicry(args.model, judge, args.work, int(v), args.per_artist, args.seed,
-                                             args.guidance, args.steps, settings) for v in args.victims.split(",")]
+        runs = [measure_mimicry(args.model, judge, args.work, int(v), args.per_artist, args.seed, args.guidance,
+                                args.steps, settings) for v in args.victims.split(",")]
+        key = lambda m: (m["victim"], json.dumps(m["lora_settings"], sort_keys=True))  # noqa: E731
+        fresh = {key(m) for m in runs}  # a rerun replaces the run with the same victim and settings
+        report["mimicry"] = [m for m in report.get("mimicry", []) if key(m) not in fresh] + runs
     if "cloak" in parts:
         report["cloak"] = measure_cloak(args.model, args.work)
         print(json.dumps(report["cloak"]), flush=True)
