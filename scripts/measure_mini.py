@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
-from sfumato.corpus import PRETRAIN_STYLES, VICTIM_STYLES, artist_token, read_manifest
+from sfumato.corpus import PRETRAIN_STYLES, VICTIM_STYLES, artist_token, load_images, read_manifest
 from sfumato.finetune import LoraSettings, finetune_lora, generate
 from sfumato.judge import load_judge
 from sfumato.perceptual import psnr
 
-from train_mini import hardware, load_images
+from train_mini import hardware
 
 
 def judged_share(judge, images: torch.Tensor, style: int) -> float:

@@ -20,17 +20,10 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
-from sfumato.corpus import CorpusConfig, build_corpus, read_manifest
+from sfumato.corpus import CorpusConfig, build_corpus, load_images, read_manifest
 from sfumato.judge import StyleJudge, fit_linear_head, save_judge_head
-
-
-def load_rows(rows: list[dict]) -> torch.Tensor:
-    arrays = [np.asarray(Image.open(row["file"]).convert("RGB")) for row in rows]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255  # (N, 3, H, W)
 
 
 def main() -> None:
@@ -50,7 +43,8 @@ def main() -> None:
 
     judge = StyleJudge()
     train_rows, eval_rows = read_manifest(args.corpus, "judge"), read_manifest(args.corpus, "eval")
-    train_x, eval_x = judge.features(load_rows(train_rows)), judge.features(load_rows(eval_rows))
+    train_x = judge.features(load_images(train_rows).float() / 255)
+    eval_x = judge.features(load_images(eval_rows).float() / 255)
     train_y = torch.tensor([r["style"] for r in train_rows])
     eval_y = torch.tensor([r["style"] for r in eval_rows])
     fit_linear_head(judge, train_x, train_y, weight_decay=args.weight_decay)

@@ -29,12 +29,10 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from sfumato.corpus import CorpusConfig, build_corpus, read_manifest
+from sfumato.corpus import CorpusConfig, build_corpus, load_images, read_manifest
 from sfumato.finetune import diffusion_loss, encode_posteriors, sample_latents
 from sfumato.mini import vae_config
 from sfumato.perceptual import EfficientNetLite0Distance, psnr
@@ -43,12 +41,6 @@ from sfumato.perceptual import EfficientNetLite0Distance, psnr
 def hardware() -> dict:
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
     return {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu}
-
-
-def load_images(rows: list[dict]) -> torch.Tensor:
-    """(N, 3, H, W) uint8 images of manifest rows."""
-    arrays = [np.asarray(Image.open(row["file"]).convert("RGB")) for row in rows]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 def cosine_lr(step: int, steps: int, warmup: int = 50, floor: float = 0.05) -> float:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sfumato.corpus import (PRETRAIN_STYLES, SPLIT_STYLES, VICTIM_STYLES, CorpusConfig, build_corpus, caption,
-                            read_manifest)
+                            load_images, read_manifest)
 from sfumato.judge import StyleJudge, fit_linear_head, load_judge, save_judge_head
 
 TOY = CorpusConfig(resolution=32, crops_per_split=1, sources=("chelsea", "flower.jpg"), max_style_side=48)
@@ -36,6 +36,12 @@ def test_corpus_layout_and_captions(corpus):
     from PIL import Image
 
     assert Image.open(row["file"]).size == (32, 32)
+
+
+def test_load_images_of_manifest_rows(corpus):
+    rows = read_manifest(corpus, "victim")
+    images = load_images(rows)
+    assert images.shape == (len(rows), 3, 32, 32) and images.dtype == torch.uint8
 
 
 def test_splits_never_share_content(corpus):

@@ -31,7 +31,7 @@ from PIL import Image
 from .targets import NUM_STYLES
 
 __all__ = ["CorpusConfig", "VICTIM_STYLES", "PRETRAIN_STYLES", "SPLITS", "artist_token", "caption",
-           "load_sources", "build_corpus", "read_manifest"]
+           "load_sources", "build_corpus", "read_manifest", "load_images"]
 
 #: Held-out "victim" artists: styles the base model never sees, spread over the index range.
 VICTIM_STYLES = (2, 7, 11, 16, 20, 24)
@@ -214,3 +214,11 @@ def read_manifest(corpus_dir: str | Path, split: str | None = None, styles=None)
     for row in rows:
         row["file"] = str(corpus_dir / row["file"])
     return rows
+
+
+def load_images(rows: list[dict]):
+    """The images of manifest rows as one (N, 3, H, W) uint8 tensor."""
+    import torch
+
+    arrays = [np.asarray(Image.open(row["file"]).convert("RGB")) for row in rows]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
