@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from sfumato.corpus import CorpusConfig, build_corpus, load_images, read_manifest
-from sfumato.finetune import diffusion_loss, encode_posteriors, sample_latents
+from sfumato.finetune import batches, diffusion_loss, encode_posteriors, sample_latents
 from sfumato.mini import vae_config
 from sfumato.perceptual import EfficientNetLite0Distance, psnr
 
@@ -48,16 +48,6 @@ def cosine_lr(step: int, steps: int, warmup: int = 50, floor: float = 0.05) -> f
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
-    """Indices of ``steps`` batches drawn epoch by epoch without replacement."""
-    order = torch.empty(0, dtype=torch.long)
-    for _ in range(steps):
-        if len(order) < batch_size:
-            order = torch.cat([order, torch.randperm(n, generator=generator)])
-        yield order[:batch_size]
-        order = order[batch_size:]
 
 
 def flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LoraSettings", "encode_posteriors", "sample_latents", "diffusion_loss", "finetune_lora", "generate"]
+__all__ = ["LoraSettings", "batches", "encode_posteriors", "sample_latents", "diffusion_loss", "finetune_lora", "generate"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,16 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if self.rank < 1 or self.steps < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("rank, steps and batch_size must be >= 1 and learning_rate > 0")
+
+
+def batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
+    """Indices of ``steps`` batches of ``range(n)``, drawn epoch by epoch without replacement."""
+    order = torch.empty(0, dtype=torch.long)
+    for _ in range(steps):
+        if len(order) < batch_size:
+            order = torch.cat([order, torch.randperm(n, generator=generator, device=generator.device).cpu()])
+        yield order[:batch_size]
+        order = order[batch_size:]
 
 
 @torch.no_grad()
@@ -107,11 +117,8 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
     params = [p for p in unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=1e-2)
     unet.train()
-    log, order = [], torch.empty(0, dtype=torch.long)
-    for step in range(settings.steps):
-        if len(order) < settings.batch_size:
-            order = torch.cat([order, torch.randperm(len(captions), generator=generator, device=generator.device).cpu()])
-        index, order = order[: settings.batch_size], order[settings.batch_size:]
+    log = []
+    for step, index in enumerate(batches(len(captions), settings.batch_size, settings.steps, generator)):
         for group in optimizer.param_groups:
             group["lr"] = settings.learning_rate * min(1.0, (step + 1) / 20)
         latents = sample_latents(posteriors[index], generator).to(unet.device, unet.dtype) * vae.config.scaling_factor
