@@ -30,7 +30,7 @@ from sfumato.finetune import LoraSettings, finetune_lora, generate
 from sfumato.judge import load_judge
 from sfumato.perceptual import psnr
 
-from train_mini import hardware
+from sfumato.evaluation.contract import hardware
 
 
 def judged_share(judge, images: torch.Tensor, style: int) -> float:

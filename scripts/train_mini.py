@@ -10,10 +10,11 @@ Stages (each reads the previous one's output from ``--work``, so one can be reru
    figures comes from ``scripts/train_judge.py``'s corpus).
 2. ``vae``: the autoencoder on the pretraining images (L1 + EfficientNet-Lite0 feature
    distance + a small KL term).
-3. ``unet``: UNet and text encoder on the frozen autoencoder's latents (epsilon
+3. ``vae-tune``: the whole autoencoder further on all 26 styles (the judge corpus's
+   ``judge`` split, never the victims' fine-tuning crops or the ``eval`` crops), with an
+   MSE term for PSNR.
+4. ``unet``: UNet and text encoder on the frozen autoencoder's latents (epsilon
    prediction, min-SNR weighting, 10 % empty captions for classifier-free guidance).
-4. ``decoder``: the decoder alone, fine-tuned further on the frozen encoder's latents
-   (MSE + L1 + a little feature distance); latents do not change.
 5. ``export``: the pipeline folder (``--out``) with a DPM-Solver++ scheduler, and
    ``training.json`` (settings, times, hardware) beside it.
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import time
 from pathlib import Path
 
@@ -33,14 +33,10 @@ import torch
 import torch.nn.functional as F
 
 from sfumato.corpus import CorpusConfig, build_corpus, load_images, read_manifest
+from sfumato.evaluation.contract import hardware
 from sfumato.finetune import batches, diffusion_loss, encode_posteriors, sample_latents
 from sfumato.mini import vae_config
 from sfumato.perceptual import EfficientNetLite0Distance, psnr
-
-
-def hardware() -> dict:
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
-    return {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu}
 
 
 def cosine_lr(step: int, steps: int, warmup: int = 50, floor: float = 0.05) -> float:
@@ -107,45 +103,40 @@ def stage_vae(args) -> None:
     save_stage(vae, args.work / "vae", log, args, started)
 
 
-def stage_decoder(args) -> None:
-    """Fine-tune the decoder alone on the frozen encoder's latents (as Stable Diffusion's ft-MSE VAE did).
+def stage_vae_tune(args) -> None:
+    """Train the whole autoencoder further on all 26 styles, aiming at PSNR (MSE + L1 + a little feature distance).
 
-    The latents, and so the UNet trained on them and the cloak's encoder, do not change.
+    Stable Diffusion's autoencoder has seen all kinds of art, so ours sees every style too,
+    from the judge's training crops: never the victims' fine-tuning crops nor the held-out
+    ``eval`` crops. The UNet is trained afterwards, on this autoencoder's latents.
     """
     from diffusers import AutoencoderKL
 
     generator = torch.Generator().manual_seed(args.seed + 1)
-    images = load_images(read_manifest(args.work / "pretrain"))
-    vae = AutoencoderKL.from_pretrained(args.work / "vae").eval()
-    started = time.perf_counter()
-    posteriors = torch.cat([encode_posteriors(vae, images.float() / 255),
-                            encode_posteriors(vae, images.flip(-1).float() / 255)])
-    images = torch.cat([images, images.flip(-1)])
-    vae.requires_grad_(False)
-    decoder = [vae.post_quant_conv, vae.decoder]
-    params = [p for module in decoder for p in module.parameters()]
-    for p in params:
-        p.requires_grad_(True)
-    vae.decoder.train()
+    images = torch.cat([load_images(read_manifest(args.work / "pretrain")),
+                        load_images(read_manifest(args.judge_corpus, "judge"))])
+    vae = AutoencoderKL.from_pretrained(args.work / "vae").train()
     perceptual = EfficientNetLite0Distance()
-    optimizer = torch.optim.AdamW(params, lr=args.decoder_lr, weight_decay=0.0)
-    log = []
-    for step, index in enumerate(batches(len(images), args.vae_batch, args.decoder_steps, generator)):
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.tune_lr, weight_decay=0.0)
+    started, log = time.perf_counter(), []
+    for step, index in enumerate(batches(len(images), args.vae_batch, args.tune_steps, generator)):
         for group in optimizer.param_groups:
-            group["lr"] = args.decoder_lr * cosine_lr(step, args.decoder_steps, warmup=20)
-        x = images[index].float() / 255
-        y = (vae.decode(sample_latents(posteriors[index], generator)).sample + 1) / 2
+            group["lr"] = args.tune_lr * cosine_lr(step, args.tune_steps, warmup=20)
+        x = flip(images[index], generator).float() / 255
+        posterior = vae.encode(x * 2 - 1).latent_dist
+        y = (vae.decode(posterior.sample(generator)).sample + 1) / 2
         mse, l1 = F.mse_loss(y, x), (y - x).abs().mean()
         feature = perceptual(y.clamp(0, 1), x).mean()
-        loss = mse + l1 + args.decoder_perceptual * feature
+        kl = posterior.kl().mean() / x[0].numel()
+        loss = 4 * mse + l1 + args.tune_perceptual * feature + args.vae_kl * kl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
-        if step % 25 == 0 or step == args.decoder_steps - 1:
-            log_row(log, started, step=step, mse=mse.item(), perceptual=feature.item(),
+        if step % 25 == 0 or step == args.tune_steps - 1:
+            log_row(log, started, step=step, mse=mse.item(), perceptual=feature.item(), kl=kl.item(),
                     psnr=psnr(y.detach().clamp(0, 1), x).mean().item())
-    save_stage(vae, args.work / "vae-decoder-ft", log, args, started)
+    save_stage(vae, args.work / "vae-tune", log, args, started, images=len(images))
 
 
 def noise_scheduler():
@@ -172,7 +163,7 @@ def stage_unet(args) -> None:
     torch.manual_seed(args.seed)  # seeds module initialisation
     generator = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()
-    vae = AutoencoderKL.from_pretrained(args.work / "vae").eval()
+    vae = AutoencoderKL.from_pretrained(args.work / "vae-tune").eval()
     rows = read_manifest(args.work / "pretrain")
     images = load_images(rows)
     posteriors = torch.cat([encode_posteriors(vae, images.float() / 255),
@@ -218,7 +209,7 @@ def stage_export(args) -> None:
     from sfumato.mini import build_tokenizer
 
     unet_log = json.loads((args.work / "unet" / "train_log.json").read_text())
-    vae = AutoencoderKL.from_pretrained(args.work / "vae-decoder-ft")
+    vae = AutoencoderKL.from_pretrained(args.work / "vae-tune")
     vae.register_to_config(scaling_factor=unet_log["scaling_factor"])
     pipeline = StableDiffusionPipeline(
         vae=vae, text_encoder=CLIPTextModel.from_pretrained(args.work / "unet" / "text_encoder"),
@@ -227,15 +218,15 @@ def stage_export(args) -> None:
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipeline.save_pretrained(args.out, safe_serialization=True)
     vae_log = json.loads((args.work / "vae" / "train_log.json").read_text())
-    decoder_log = json.loads((args.work / "vae-decoder-ft" / "train_log.json").read_text())
+    tune_log = json.loads((args.work / "vae-tune" / "train_log.json").read_text())
     training = {
         "corpus": {name: json.loads((args.work / name / "corpus.json").read_text()) for name in ("pretrain", "victim")},
         "vae": {"seconds": round(vae_log["seconds"], 1), "last": vae_log["log"][-1], "hardware": vae_log["hardware"]},
-        "decoder": {"seconds": round(decoder_log["seconds"], 1), "last": decoder_log["log"][-1]},
+        "vae_tune": {"seconds": round(tune_log["seconds"], 1), "last": tune_log["log"][-1], "images": tune_log["images"]},
         "unet": {"seconds": round(unet_log["seconds"], 1), "last": unet_log["log"][-1], "hardware": unet_log["hardware"],
                  "scaling_factor": unet_log["scaling_factor"]},
         "args": {k: v for k, v in vae_log["args"].items() if k.startswith(("vae_", "seed"))}
-                | {k: v for k, v in decoder_log["args"].items() if k.startswith("decoder_")}
+                | {k: v for k, v in tune_log["args"].items() if k.startswith("tune_")}
                 | {k: v for k, v in unet_log["args"].items() if k.startswith("unet_")},
     }
     (Path(args.out) / "training.json").write_text(json.dumps(training, indent=1) + "\n")
@@ -243,7 +234,7 @@ def stage_export(args) -> None:
     print(f"wrote {args.out}: {size / 1e6:.1f} MB of safetensors")
 
 
-STAGES = {"corpus": stage_corpus, "vae": stage_vae, "unet": stage_unet, "decoder": stage_decoder,
+STAGES = {"corpus": stage_corpus, "vae": stage_vae, "vae-tune": stage_vae_tune, "unet": stage_unet,
           "export": stage_export}
 
 
@@ -257,12 +248,14 @@ def main() -> None:
     parser.add_argument("--vae-lr", type=float, default=1e-3)
     parser.add_argument("--vae-perceptual", type=float, default=0.03)
     parser.add_argument("--vae-kl", type=float, default=1e-5)
-    parser.add_argument("--decoder-steps", type=int, default=300)
-    parser.add_argument("--decoder-lr", type=float, default=5e-4)
-    parser.add_argument("--decoder-perceptual", type=float, default=0.01)
-    parser.add_argument("--unet-steps", type=int, default=1500)
+    parser.add_argument("--judge-corpus", type=Path, default=Path("build/corpus"),
+                        help="scripts/train_judge.py's corpus: its judge split feeds the vae-tune stage")
+    parser.add_argument("--tune-steps", type=int, default=1400)
+    parser.add_argument("--tune-lr", type=float, default=4e-4)
+    parser.add_argument("--tune-perceptual", type=float, default=0.01)
+    parser.add_argument("--unet-steps", type=int, default=2200)
     parser.add_argument("--unet-batch", type=int, default=64)
-    parser.add_argument("--unet-lr", type=float, default=1e-3)
+    parser.add_argument("--unet-lr", type=float, default=6e-4)
     parser.add_argument("--out", type=Path, default=Path("src/sfumato/weights/sfumato-mini"))
     args = parser.parse_args()
     for name, stage in STAGES.items():

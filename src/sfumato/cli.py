@@ -13,28 +13,13 @@ import torch
 
 from . import __version__
 from .config import INTENSITY_PRESETS, QUALITY_PRESETS, resolve_config
-from .io import ImageError, attribution_exif, check_output_path, load_image, save_image
+from .io import ImageError, attribution_exif, check_output_path, find_images, load_image, save_image
 from .models import ModelLoadError, check_device
 from .resize import fit_to_grid
 from .targets import parse_target
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
-
-
 def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
-
-
-def _inputs(paths: list[str]) -> list[Path]:
-    """Files as given; a folder stands for the images directly inside it."""
-    found = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        else:
-            found.append(path)
-    return found
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -56,7 +41,7 @@ def cmd_cloak(args: argparse.Namespace) -> int:
     if not out_dir.is_dir():
         _error(f"output folder {out_dir} does not exist")
         return 2
-    inputs = _inputs(args.inputs)
+    inputs = find_images(args.inputs)
     if not inputs:
         _error("no input images")
         return 2
@@ -143,6 +128,44 @@ def cmd_cloak(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import EvaluationConfig, load_config, run_evaluation
+
+    try:
+        config = load_config(args.config) if args.config else EvaluationConfig()
+        config = config.with_overrides(
+            model=args.model, art=args.art, artist=args.artist, images=args.images, device=args.device,
+            victims=None if args.victims is None else tuple(int(v) for v in args.victims.split(",")),
+            seeds=None if args.seeds is None else tuple(int(v) for v in args.seeds.split(",")),
+            **{"protect.intensity": args.intensity, "protect.quality": args.quality, "protect.target": args.target,
+               "protect.countermeasure": args.countermeasure, "lora.steps": args.lora_steps,
+               "lora.rank": args.lora_rank, "generate.images_per_prompt": args.images_per_prompt})
+        if args.device != "cpu" and args.device is not None:
+            check_device(args.device)
+    except (ValueError, ModelLoadError) as err:
+        _error(str(err))
+        return 2
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=config.device == "cpu")
+    work = Path(args.work) if args.work else Path("sfumato-evaluation") / config.name
+    report = Path(args.report) if args.report else work / "report"
+    log = (lambda *a: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    try:
+        metrics = run_evaluation(config, work, report, accelerator=accelerator, log=log)
+    except (ValueError, ModelLoadError, ImageError, FileNotFoundError) as err:
+        _error(str(err))
+        return 1
+    if accelerator.is_main_process:
+        aggregate = metrics["aggregate"]
+        if "mimicry_success" in aggregate:
+            ms = aggregate["mimicry_success"]
+            print(f"mimicry success: base {ms['base']:.1%}, clean LoRA {ms['clean']:.1%}, cloaked LoRA "
+                  f"{ms['cloaked']:.1%}; protection success {aggregate['protection_success']:.1%}")
+        print(f"report: {report / 'report.md'}")
+    return 0
+
+
 def _progress(args, name: str, total: int):
     if args.quiet:
         return None
@@ -179,6 +202,30 @@ def build_parser() -> argparse.ArgumentParser:
                         "attribution fields are kept; location, camera data and thumbnails never are)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_cloak)
+
+    e = sub.add_parser("evaluate", help="measure whether cloaking stops a LoRA mimic",
+                       description="Fine-tune the model with LoRA on an artist's clean and cloaked images, generate "
+                                   "from both with the same prompts and seeds, and write a report with scores. "
+                                   "Stages are cached in WORK: a rerun resumes. Flags override the config file.")
+    e.add_argument("--config", metavar="TOML", help="an evaluation config, e.g. evaluation/mini-quick.toml")
+    e.add_argument("--work", metavar="DIR", help="stage folders (default: sfumato-evaluation/NAME)")
+    e.add_argument("--report", metavar="DIR", help="where the report goes (default: WORK/report)")
+    e.add_argument("--model", help="mini, a Stable Diffusion hub id or a local diffusers folder")
+    e.add_argument("--victims", help="sfumato-mini victim artists, comma-separated (2,7,11,16,20,24)")
+    e.add_argument("--art", metavar="DIR", help="a folder of one artist's images instead of the built-in victims")
+    e.add_argument("--artist", help="the prompt word for --art images (default: sks)")
+    e.add_argument("--images", type=int, help="training images per artist")
+    e.add_argument("--seeds", help="comma-separated seeds, one full run each")
+    e.add_argument("--intensity", help="cloak intensity (as sfumato cloak)")
+    e.add_argument("--quality", help="cloak render quality (as sfumato cloak)")
+    e.add_argument("--target", help="cloak target (as sfumato cloak)")
+    e.add_argument("--countermeasure", help="none, jpeg:QUALITY or blur:SIGMA, applied to the cloaked images")
+    e.add_argument("--lora-steps", type=int)
+    e.add_argument("--lora-rank", type=int)
+    e.add_argument("--images-per-prompt", type=int)
+    e.add_argument("--device", help="cpu or cuda (under accelerate launch, accelerate's device is used)")
+    e.add_argument("--quiet", action="store_true", help="no progress messages")
+    e.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LoraSettings", "batches", "encode_posteriors", "sample_latents", "diffusion_loss", "finetune_lora", "generate"]
+__all__ = ["LoraSettings", "batches", "encode_posteriors", "sample_latents", "diffusion_loss", "finetune_lora", "generate",
+           "save_lora", "load_lora"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def diffusion_loss(unet, text_encoder, tokenizer, scheduler, latents: torch.Tens
 
 
 def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings: LoraSettings = LoraSettings(), *,
-                  generator: torch.Generator, callback=None) -> list[dict]:
+                  generator: torch.Generator, callback=None, accelerator=None) -> list[dict]:
     """Add a LoRA adapter to ``pipeline.unet`` and train it on images and captions, in place.
 
     Args:
@@ -97,6 +98,11 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
         captions (`list[str]`): one per image.
         generator (`torch.Generator`): every random draw (batches, flips, noise, timesteps).
         callback: ``callback(step, loss)`` after each step.
+        accelerator: an ``accelerate.Accelerator``. With one, the UNet and optimiser go
+            through ``accelerator.prepare`` (so ``accelerate launch`` spreads the batches
+            over processes; give each process its own ``generator`` seed) and the
+            pipeline should already sit on ``accelerator.device``. Without one, plain
+            PyTorch on the pipeline's device.
 
     Returns:
         `list[dict]`: the loss every 10 steps.
@@ -114,19 +120,31 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
     pipeline.text_encoder.requires_grad_(False)
     unet.add_adapter(LoraConfig(r=settings.rank, lora_alpha=settings.alpha, init_lora_weights="gaussian",
                                 target_modules=list(settings.target_modules)))
+    with torch.no_grad():  # peft draws A from the global RNG; redraw it from ours (same law: N(0, 1/r²))
+        for name, param in unet.named_parameters():
+            if "lora_A" in name:
+                param.copy_(torch.randn(param.shape, generator=generator, device=generator.device) / settings.rank)
     params = [p for p in unet.parameters() if p.requires_grad]
+    device, dtype = params[0].device, params[0].dtype
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=1e-2)
-    unet.train()
+    model = unet
+    if accelerator is not None:
+        model, optimizer = accelerator.prepare(unet, optimizer)
+    model.train()
     log = []
     for step, index in enumerate(batches(len(captions), settings.batch_size, settings.steps, generator)):
         for group in optimizer.param_groups:
             group["lr"] = settings.learning_rate * min(1.0, (step + 1) / 20)
-        latents = sample_latents(posteriors[index], generator).to(unet.device, unet.dtype) * vae.config.scaling_factor
-        loss = diffusion_loss(unet, pipeline.text_encoder, pipeline.tokenizer, scheduler, latents,
+        latents = sample_latents(posteriors[index], generator).to(device, dtype) * vae.config.scaling_factor
+        loss = diffusion_loss(model, pipeline.text_encoder, pipeline.tokenizer, scheduler, latents,
                               [captions[i] for i in index.tolist()], generator, settings.snr_gamma)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if accelerator is None:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+        else:
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
         if step % 10 == 0 or step == settings.steps - 1:
             log.append({"step": step, "loss": loss.item()})
@@ -134,6 +152,20 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
             callback(step, loss.item())
     unet.eval()
     return log
+
+
+def save_lora(pipeline, folder) -> None:
+    """Write the UNet's LoRA adapter in diffusers' format (``pytorch_lora_weights.safetensors``)."""
+    from peft.utils import get_peft_model_state_dict
+
+    # PEFT's key names (lora_A / lora_B), which diffusers loads as they are, for convolutions too.
+    layers = get_peft_model_state_dict(pipeline.unet)
+    type(pipeline).save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
+
+
+def load_lora(pipeline, folder) -> None:
+    """Load an adapter written by :func:`save_lora` (or any diffusers LoRA folder) into the pipeline."""
+    pipeline.load_lora_weights(str(folder))
 
 
 @torch.no_grad()

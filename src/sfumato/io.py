@@ -37,9 +37,27 @@ __all__ = [
     "check_output_path",
     "attribution_exif",
     "to_uint8",
+    "IMAGE_SUFFIXES",
+    "find_images",
 ]
 
 StrPath = str | os.PathLike[str]
+
+#: File name endings read as images when a folder is given.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+
+
+def find_images(paths: Iterable[StrPath]) -> list[Path]:
+    """Files as given; a folder stands for the image files directly inside it, sorted by name."""
+    found = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        else:
+            found.append(path)
+    return found
+
 
 #: Smallest accepted side in pixels; the encoders need at least this much.
 MIN_SIDE = 64

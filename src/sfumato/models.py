@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["ModelLoadError", "VaeEncoder", "check_device", "resolve_model", "load_vae", "load_encoder", "load_img2img_pipeline"]
+__all__ = ["ModelLoadError", "VaeEncoder", "check_device", "resolve_model", "load_vae", "load_encoder", "load_img2img_pipeline",
+           "load_text2img_pipeline", "native_resolution"]
 
 #: Short names for models that ship inside the package.
 EMBEDDED_MODELS = {"mini": "sfumato-mini", "sfumato-mini": "sfumato-mini"}
@@ -163,3 +164,30 @@ def load_img2img_pipeline(model: str | Path, *, device: str | torch.device = "cp
         raise ModelLoadError(f"cannot load the pipeline {model!r}: {_reason(err, source)}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def load_text2img_pipeline(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """Load a whole text-to-image pipeline (what a mimic fine-tunes), without a safety checker."""
+    from diffusers import AutoPipelineForText2Image
+
+    device = check_device(device, dtype)
+    source = resolve_model(model)
+    try:
+        pipe = AutoPipelineForText2Image.from_pretrained(source, torch_dtype=dtype, safety_checker=None)
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelLoadError(f"cannot load the pipeline {model!r}: {_reason(err, source)}") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def native_resolution(model: str | Path) -> int:
+    """The side, in pixels, a text-to-image model generates at: its UNet's sample size x the VAE factor."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    source = resolve_model(model)
+    try:
+        unet = UNet2DConditionModel.load_config(source, subfolder="unet")
+        vae = AutoencoderKL.load_config(source, subfolder="vae")
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"cannot read the configuration of {model!r}: {_reason(err, source)}") from None
+    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)

@@ -1,0 +1,155 @@
+"""Settings of one mimicry evaluation, as frozen dataclasses, read from TOML or built in code."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from ..config import resolve_config
+from ..corpus import VICTIM_STYLES
+from ..finetune import LoraSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["ProtectSettings", "GenerateSettings", "EvaluationConfig", "load_config", "COUNTERMEASURES"]
+
+#: Countermeasures a mimic may apply to scraped images before fine-tuning ("none", "jpeg:Q", "blur:SIGMA").
+COUNTERMEASURES = ("none", "jpeg", "blur")
+
+
+@dataclass(frozen=True)
+class ProtectSettings:
+    """How the artist cloaks: ``sfumato cloak``'s settings, plus what the mimic does to the result.
+
+    Args:
+        intensity (`str`): ``low``, ``default``, ``high`` or an L∞ cap in 8-bit levels.
+        quality (`str`): ``preview``, ``faster``, ``default``, ``slower`` or a number of steps.
+        target (`str`): ``auto``, a built-in style ``0``-``25``, or a style image path.
+        countermeasure (`str`): ``none``, ``jpeg:QUALITY`` or ``blur:SIGMA``, applied by the
+            mimic to the cloaked images before fine-tuning.
+    """
+
+    intensity: str = "default"
+    quality: str = "default"
+    target: str = "auto"
+    countermeasure: str = "none"
+
+    def __post_init__(self) -> None:
+        resolve_config(self.intensity, self.quality)  # raises on a bad preset
+        kind, _, value = self.countermeasure.partition(":")
+        if kind not in COUNTERMEASURES or (kind != "none") != bool(value):
+            raise ValueError(f"countermeasure must be none, jpeg:QUALITY or blur:SIGMA, got {self.countermeasure!r}")
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """How the mimic samples. ``{artist}`` in a prompt is replaced by the artist's prompt word.
+
+    Every prompt is sampled ``images_per_prompt`` times with the same seeds for the base
+    model, the clean LoRA and the cloaked LoRA.
+    """
+
+    prompts: tuple[str, ...] = ("a painting by {artist}",)
+    images_per_prompt: int = 64
+    steps: int = 20
+    guidance: float = 7.0
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if not self.prompts or self.images_per_prompt < 1 or self.steps < 1 or self.batch_size < 1:
+            raise ValueError("need at least one prompt, and images_per_prompt, steps and batch_size >= 1")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """One evaluation: which art, which model, how it is cloaked, how the mimic trains and samples.
+
+    Args:
+        name (`str`): names the run in the report.
+        model (`str`): ``mini``, a Stable Diffusion hub id or a local diffusers folder.
+        victims (`tuple[int, ...]`): sfumato-mini's held-out artists (styles) to test; ignored
+            when ``art`` is given.
+        art (`str`, *optional*): a folder of one artist's images instead of the built-in victims.
+        artist (`str`): the prompt word for ``art`` (built-in victims use ``artistNN``).
+        images (`int`): how many of the artist's images the mimic trains on.
+        seeds (`tuple[int, ...]`): one full run (image choice, cloak, fine-tune, sampling) per seed.
+        corpus (`str`, *optional*): where the built-in victims' corpus is built (defaults to
+            ``WORK/corpus``).
+        device (`str`): ``cpu`` or ``cuda``; under ``accelerate launch`` the fine-tune uses
+            accelerate's device.
+        clip_model (`str`, *optional*): a CLIP hub id or local folder for a zero-shot style score.
+        clip_labels (`tuple[str, ...]`): the zero-shot labels; the first names the artist's
+            style (``{artist}`` is replaced), the others are the alternatives.
+    """
+
+    name: str = "evaluation"
+    model: str = "mini"
+    victims: tuple[int, ...] = (2,)
+    art: str | None = None
+    artist: str = "sks"
+    images: int = 16
+    seeds: tuple[int, ...] = (0,)
+    corpus: str | None = None
+    device: str = "cpu"
+    clip_model: str | None = None
+    clip_labels: tuple[str, ...] = ("a painting in the style of {artist}", "a painting", "a photograph")
+    protect: ProtectSettings = field(default_factory=ProtectSettings)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    generate: GenerateSettings = field(default_factory=GenerateSettings)
+
+    def __post_init__(self) -> None:
+        if self.art is None and (not self.victims or set(self.victims) - set(VICTIM_STYLES)):
+            raise ValueError(f"victims must be some of sfumato-mini's held-out artists {list(VICTIM_STYLES)}, "
+                             f"got {list(self.victims)}")
+        if self.images < 1 or not self.seeds:
+            raise ValueError("images must be >= 1 and seeds not empty")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_overrides(self, **values) -> EvaluationConfig:
+        """A copy with some top-level fields, or ``section.field`` keys, changed (``None`` values are skipped)."""
+        top, sections = {}, {}
+        for key, value in values.items():
+            if value is None:
+                continue
+            section, _, name = key.rpartition(".")
+            (sections.setdefault(section, {}) if section else top).__setitem__(name, value)
+        for section, changes in sections.items():
+            top[section] = replace(getattr(self, section), **_coerce(type(getattr(self, section)), changes))
+        return replace(self, **_coerce(EvaluationConfig, top))
+
+
+def _coerce(cls, values: dict) -> dict:
+    """TOML gives lists and ints where the dataclasses hold tuples and strings."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} settings: {', '.join(sorted(unknown))}")
+    out = {}
+    for name, value in values.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        if name in ("intensity", "quality", "target") and value is not None:
+            value = str(value)
+        out[name] = value
+    return out
+
+
+def load_config(path: str | Path) -> EvaluationConfig:
+    """Read an :class:`EvaluationConfig` from a TOML file (top-level keys plus ``[protect]``,
+    ``[lora]`` and ``[generate]`` tables)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no evaluation config at {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: {err}") from None
+    sections = {"protect": ProtectSettings, "lora": LoraSettings, "generate": GenerateSettings}
+    parts = {name: cls(**_coerce(cls, data.pop(name, {}))) for name, cls in sections.items()}
+    return EvaluationConfig(**_coerce(EvaluationConfig, data), **parts)

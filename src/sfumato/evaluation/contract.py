@@ -1,0 +1,110 @@
+"""The on-disk contract between stages: a folder per stage, with a ``manifest.json``.
+
+A stage is a plain function that fills a fresh folder. :func:`run_stage` calls it
+only when the folder's manifest does not already record the same settings and the
+same inputs (the manifests of the stages it reads), so an interrupted run resumes
+where it stopped, and a rerun with the same settings does nothing. The folder is
+filled under a temporary name and renamed when complete: a half-written stage is
+never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["MANIFEST", "run_stage", "read_manifest", "write_images", "read_images", "versions", "hardware"]
+
+MANIFEST = "manifest.json"
+
+
+def versions() -> dict:
+    import diffusers
+    import peft
+
+    from .. import __version__
+
+    return {"sfumato": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "peft": peft.__version__, "python": platform.python_version()}
+
+
+def hardware() -> dict:
+    """The machine a stage ran on."""
+    cpu = platform.machine()
+    if Path("/proc/cpuinfo").is_file():
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), cpu)
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {"platform": platform.platform(), "cpu": cpu, "threads": torch.get_num_threads(), "gpu": gpu,
+            "torch": torch.__version__}
+
+
+def _key(stage: str, settings: dict, inputs: list[dict]) -> str:
+    blob = json.dumps({"stage": stage, "settings": settings, "inputs": [m["key"] for m in inputs]}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def read_manifest(folder: str | Path) -> dict | None:
+    path = Path(folder) / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_stage(stage: str, folder: str | Path, settings: dict, build, *, inputs: list[dict] = (), log=print) -> dict:
+    """Run ``build(folder) -> dict`` unless ``folder`` already holds this stage for these settings.
+
+    Args:
+        stage (`str`): the stage's name.
+        folder (`str` or `Path`): its output folder.
+        settings (`dict`): everything that decides its output (JSON-serialisable), seeds included.
+        build: fills the (fresh, empty) folder it is given and returns figures for the manifest.
+        inputs (`list[dict]`): the manifests of the stages it reads; a change upstream reruns it.
+
+    Returns:
+        `dict`: the stage's manifest, with ``"reused": True`` when nothing was run.
+    """
+    folder, inputs = Path(folder), list(inputs)
+    key = _key(stage, settings, inputs)
+    found = read_manifest(folder)
+    if found is not None and found.get("key") == key:
+        log(f"[{stage}] reused {folder}")
+        return found | {"reused": True}
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    log(f"[{stage}] running -> {folder}")
+    started = time.perf_counter()
+    figures = build(partial) or {}
+    manifest = {"stage": stage, "key": key, "settings": settings, "inputs": [m["key"] for m in inputs],
+                "seconds": round(time.perf_counter() - started, 2), "versions": versions(), "hardware": hardware(),
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), **figures}
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)
+    log(f"[{stage}] done in {manifest['seconds']:.1f} s")
+    return manifest | {"reused": False}
+
+
+def write_images(folder: Path, images: torch.Tensor, names: list[str]) -> None:
+    """(N, 3, H, W) images in [0, 1] -> ``folder/NAME.png`` (8-bit RGB)."""
+    from ..io import to_uint8
+
+    if len(images) != len(names):
+        raise ValueError(f"{len(images)} images for {len(names)} names")
+    for image, name in zip(images, names):
+        Image.fromarray(to_uint8(image)).save(folder / f"{name}.png")
+
+
+def read_images(folder: Path, names: list[str]) -> torch.Tensor:
+    """The PNGs written by :func:`write_images`, back as (N, 3, H, W) in [0, 1]."""
+    arrays = [np.asarray(Image.open(Path(folder) / f"{name}.png").convert("RGB")) for name in names]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255

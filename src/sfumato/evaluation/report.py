@@ -1,0 +1,188 @@
+"""The report: a side-by-side figure per case, a bar chart, ``metrics.json`` and ``report.md``."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from .contract import hardware, versions
+from .stages import image_set
+
+__all__ = ["write_report", "side_by_side", "score_chart"]
+
+COLUMNS = (("art", "original"), ("protect", "cloaked copy"), ("generate-clean", "mimic trained on originals"),
+           ("generate-cloaked", "mimic trained on cloaked"))
+
+
+def side_by_side(folder: Path, out: Path, rows: int = 4) -> None:
+    """Originals | cloaked copies | clean-LoRA | cloaked-LoRA images; generated columns share prompt and seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = [image_set(folder / name)[0] for name, _ in COLUMNS]
+    rows = min(rows, *(len(s) for s in sets))
+    fig, axes = plt.subplots(rows, len(COLUMNS), figsize=(1.9 * len(COLUMNS), 1.9 * rows + 0.3), squeeze=False)
+    for c, ((_, title), images) in enumerate(zip(COLUMNS, sets)):
+        for r in range(rows):
+            ax = axes[r][c]
+            ax.imshow(images[r].permute(1, 2, 0).numpy())
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=8)
+    fig.tight_layout(pad=0.3)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def score_chart(cases: list[dict], out: Path) -> None:
+    """Grouped bars per case: the share judged the artist's style for base, clean-LoRA and cloaked-LoRA images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    judged = [c for c in cases if "mimicry_success" in c["scores"]]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(judged) + 1.5), 3.0))
+    width = 0.27
+    for k, (key, label) in enumerate((("base", "base model"), ("clean", "LoRA on originals"),
+                                      ("cloaked", "LoRA on cloaked"))):
+        values = [100 * c["scores"]["mimicry_success"][key] for c in judged]
+        ax.bar([i + (k - 1) * width for i in range(len(judged))], values, width, label=label)
+    ax.set_xticks(range(len(judged)), [c["case"] for c in judged], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("judged the artist's style (%)", fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return statistics.fmean(values) if values else None
+
+
+def _aggregate(cases: list[dict]) -> dict:
+    judged = [c for c in cases if "mimicry_success" in c["scores"]]
+    out = {"cases": len(cases)}
+    if judged:
+        out["mimicry_success"] = {k: _mean(c["scores"]["mimicry_success"][k] for c in judged)
+                                  for k in ("base", "clean", "cloaked")}
+        out["protection_success"] = _mean(c["scores"]["protection_success"] for c in judged)
+        out["per_victim"] = {}
+        for artist in dict.fromkeys(c["artist"] for c in judged):
+            mine = [c for c in judged if c["artist"] == artist]
+            out["per_victim"][artist] = {
+                "seeds": [c["seed"] for c in mine],
+                "mimicry_clean": _mean(c["scores"]["mimicry_success"]["clean"] for c in mine),
+                "mimicry_cloaked": _mean(c["scores"]["mimicry_success"]["cloaked"] for c in mine),
+                "protection_success": _mean(c["scores"]["protection_success"] for c in mine)}
+    out["frechet_to_real"] = {k: _mean(c["scores"][k]["frechet_to_real"] for c in cases) for k in ("base", "clean", "cloaked")}
+    out["visibility"] = {k: _mean(c["scores"]["visibility"][k]["mean"] for c in cases)
+                         for k in ("perceptual_distance", "psnr_db", "ssim", "linf_levels")}
+    return out
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def write_report(config, results: list[dict], out: str | Path) -> dict:
+    """Write the report files into ``out``; returns what ``metrics.json`` holds.
+
+    ``metrics.json`` holds only figures that a rerun reproduces (stage times come from
+    the stage manifests), so a resumed run writes the same file.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for r in results:
+        case = r["case"]
+        figure = f"side-by-side-{case.name}.png"
+        side_by_side(r["folder"], out / figure)
+        cases.append({"case": case.name, "artist": case.artist, "victim": case.victim, "seed": case.seed,
+                      "scores": r["scores"], "stage_seconds": r["seconds"], "figure": figure})
+    if any("mimicry_success" in c["scores"] for c in cases):
+        score_chart(cases, out / "scores.png")
+    stage_seconds = [s for c in cases for s in c["stage_seconds"].values()]
+    metrics = {"name": config.name, "config": config.to_dict(), "aggregate": _aggregate(cases), "cases": cases,
+               "compute_seconds": round(sum(stage_seconds), 1), "hardware": _stage_hardware(results),
+               "versions": versions()}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
+    (out / "report.md").write_text(_markdown(metrics))
+    return metrics
+
+
+def _stage_hardware(results: list[dict]) -> dict:
+    """The hardware the stages ran on (recorded in their manifests), else this machine's."""
+    for r in results:
+        manifest = json.loads((Path(r["folder"]) / "score" / "manifest.json").read_text())
+        if "hardware" in manifest:
+            return manifest["hardware"]
+    return hardware()
+
+
+def _markdown(m: dict) -> str:
+    cfg, agg = m["config"], m["aggregate"]
+    hw = m["hardware"]
+    lines = [f"# Mimicry evaluation: {m['name']}", "",
+             "A mimic fine-tunes the model with LoRA on an artist's images, once on the originals and once on "
+             "the cloaked copies (identical settings), then generates from both with the same prompts and seeds. "
+             "The style judge says whether each generated image is in the artist's style.", "",
+             f"- Model: `{cfg['model']}`; artists: "
+             + (f"folder `{cfg['art']}` as `{cfg['artist']}`" if cfg["art"] else
+                ", ".join(f"artist{v:02d}" for v in cfg["victims"]))
+             + f"; seeds {list(cfg['seeds'])}; {cfg['images']} training images per artist.",
+             f"- Cloak: intensity `{cfg['protect']['intensity']}`, quality `{cfg['protect']['quality']}`, "
+             f"target `{cfg['protect']['target']}`, countermeasure `{cfg['protect']['countermeasure']}`.",
+             f"- LoRA: rank {cfg['lora']['rank']}, {cfg['lora']['steps']} steps of {cfg['lora']['batch_size']}, "
+             f"learning rate {cfg['lora']['learning_rate']}, modules {', '.join(cfg['lora']['target_modules'])}.",
+             f"- Sampling: {cfg['generate']['images_per_prompt']} images per prompt, prompts "
+             + ", ".join(f"\"{p}\"" for p in cfg["generate"]["prompts"])
+             + f", {cfg['generate']['steps']} steps, guidance {cfg['generate']['guidance']}.",
+             f"- Hardware: {hw.get('cpu', '?')}, {hw.get('threads', '?')} threads, torch {hw.get('torch', '?')}; "
+             f"compute {m['compute_seconds'] / 60:.1f} min over all stages.", ""]
+    if "mimicry_success" in agg:
+        ms = agg["mimicry_success"]
+        lines += ["## Headline", "",
+                  "| | share judged the artist's style |", "|---|---|",
+                  f"| base model (never saw the artist) | {_pct(ms['base'])} |",
+                  f"| LoRA on the originals (mimicry success, clean) | {_pct(ms['clean'])} |",
+                  f"| LoRA on the cloaked copies (mimicry success, cloaked) | {_pct(ms['cloaked'])} |", "",
+                  f"**Protection success** (cloaked-LoRA images not judged the artist's style): "
+                  f"**{_pct(agg['protection_success'])}**, mean over {agg['cases']} case(s).", "",
+                  "| artist | seeds | mimicry, clean | mimicry, cloaked | protection |", "|---|---|---|---|---|"]
+        for artist, v in agg["per_victim"].items():
+            lines.append(f"| {artist} | {v['seeds']} | {_pct(v['mimicry_clean'])} | {_pct(v['mimicry_cloaked'])} | "
+                         f"{_pct(v['protection_success'])} |")
+        lines += ["", "![scores](scores.png)", ""]
+    lines += ["## Every case", "",
+              "| case | judged as target (cloaked LoRA) | Fréchet to real: base / clean / cloaked | "
+              "cloak PSNR | SSIM | perceptual | L∞ | stage minutes |", "|---|---|---|---|---|---|---|---|"]
+    for c in m["cases"]:
+        s = c["scores"]
+        target = s["cloaked"]["judged"].get("target")
+        vis = s["visibility"]
+        lines.append(f"| {c['case']} | {_pct(target)} ({s['target'].get('target')}) | "
+                     f"{s['base']['frechet_to_real']:.1f} / {s['clean']['frechet_to_real']:.1f} / "
+                     f"{s['cloaked']['frechet_to_real']:.1f} | {vis['psnr_db']['mean']:.1f} dB | "
+                     f"{vis['ssim']['mean']:.3f} | {vis['perceptual_distance']['mean']:.4f} | "
+                     f"{vis['linf_levels']['max']:.0f} | {sum(c['stage_seconds'].values()) / 60:.1f} |")
+    lines += ["", "Per-stage seconds are in `metrics.json`.", ""]
+    for c in m["cases"]:
+        lines += [f"### {c['case']}", "", f"![{c['case']}]({c['figure']})", ""]
+    lines += ["## What the numbers mean", "",
+              "- *Mimicry success*: the share of images generated for the artist's prompt that sfumato's style "
+              "judge (EfficientNet-Lite0 features + a linear head over the 26 styles) puts in the artist's style. "
+              "The base model's share is the floor; the clean LoRA's share says whether the attack works at all.",
+              "- *Protection success*: 1 − mimicry success of the LoRA trained on the cloaked copies.",
+              "- *Fréchet to real*: Fréchet distance between the generated images' and the artist's real images' "
+              "EfficientNet-Lite0 features (lower = closer); with a few dozen images it is biased upwards, so "
+              "compare rows, not absolute values.",
+              "- *Cloak PSNR / SSIM / perceptual / L∞*: how visible the cloak is on the training images.",
+              "- The judge and the figures are the mini world's; on Stable Diffusion, use `clip_model` for a "
+              "CLIP zero-shot score as Glaze does.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""Run a whole evaluation: every case's stages in order, then the report.
+
+A *case* is one artist with one seed. Its stages live in ``WORK/<case>/<stage>/``::
+
+    art ─┬─ protect ─ [countermeasure] ─ finetune-cloaked ─ generate-cloaked ─┐
+         └─ finetune-clean ─ generate-clean ─────────────────────────────────┼─ score
+    generate-base ───────────────────────────────────────────────────────────┘
+
+Under ``accelerate launch`` the fine-tunes run on every process; the other stages
+run on the main process while the others wait.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..corpus import artist_token, load_images, read_manifest
+from .config import EvaluationConfig
+from .contract import read_manifest as read_stage, run_stage
+from .stages import (image_set, stage_art, stage_countermeasure, stage_finetune, stage_generate, stage_protect,
+                     stage_score)
+
+__all__ = ["Case", "cases", "run_evaluation"]
+
+
+@dataclass(frozen=True)
+class Case:
+    victim: int | None  # a built-in victim's style, or None for an art folder
+    artist: str  # the prompt word
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.artist}-seed{self.seed}"
+
+
+def cases(config: EvaluationConfig) -> list[Case]:
+    if config.art is not None:
+        return [Case(None, config.artist, seed) for seed in config.seeds]
+    return [Case(v, artist_token(v), seed) for v in config.victims for seed in config.seeds]
+
+
+class _Runner:
+    """Runs stages through the on-disk contract, on the main process unless distributed."""
+
+    def __init__(self, accelerator, log):
+        self.accelerator, self.log = accelerator, log
+
+    def __call__(self, stage: str, folder: Path, settings: dict, build, inputs=(), distributed: bool = False) -> dict:
+        acc = self.accelerator
+        if acc is None or acc.num_processes == 1:
+            return run_stage(stage, folder, settings, build, inputs=inputs, log=self.log)
+        if acc.is_main_process:
+            manifest = run_stage(stage, folder, settings, build, inputs=inputs, log=self.log)
+        elif distributed and (read_stage(folder) or {}).get("settings") != settings:
+            scratch = folder.with_name(f"{folder.name}.rank{acc.process_index}")
+            scratch.mkdir(parents=True, exist_ok=True)
+            build(scratch)  # joins the distributed fine-tune; only the main process's output is kept
+        acc.wait_for_everyone()
+        return read_stage(folder) if not acc.is_main_process else manifest
+
+
+def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str | Path | None = None, *,
+                   accelerator=None, log=print) -> dict:
+    """Run (or resume) every stage of every case, then write the report; returns ``metrics.json``'s content."""
+    from ..judge import load_judge
+    from ..models import native_resolution
+    from ..perceptual import load_perceptual
+    from .report import write_report
+
+    work = Path(work)
+    report_dir = Path(report_dir) if report_dir is not None else work / "report"
+    corpus = Path(config.corpus) if config.corpus else work / "corpus"
+    resolution = native_resolution(config.model)
+    run = _Runner(accelerator, log)
+    device = config.device
+    judge, perceptual = load_judge(), load_perceptual("auto")
+    started, results = time.perf_counter(), []
+    for case in cases(config):
+        folder = work / case.name
+        log(f"== {case.name}")
+        art = run("art", folder / "art", {"victim": case.victim, "art": config.art, "artist": case.artist,
+                                          "images": config.images, "resolution": resolution, "seed": case.seed},
+                  lambda out: stage_art(out, victim=case.victim, art=config.art, artist=case.artist,
+                                        count=config.images, resolution=resolution, seed=case.seed, corpus=corpus))
+        protect = run("protect", folder / "protect", {"model": config.model, **asdict(config.protect), "seed": case.seed},
+                      lambda out: stage_protect(out, folder / "art", model=config.model, settings=config.protect,
+                                                seed=case.seed, device=device), inputs=[art])
+        cloaked_set, cloaked_manifest = folder / "protect", protect
+        if config.protect.countermeasure != "none":
+            cloaked_manifest = run("countermeasure", folder / "countermeasure",
+                                   {"spec": config.protect.countermeasure},
+                                   lambda out: stage_countermeasure(out, folder / "protect",
+                                                                    spec=config.protect.countermeasure),
+                                   inputs=[protect])
+            cloaked_set = folder / "countermeasure"
+        lora = {"model": config.model, **asdict(config.lora), "seed": case.seed}
+        tuned = {}
+        for name, images, upstream in (("clean", folder / "art", art), ("cloaked", cloaked_set, cloaked_manifest)):
+            tuned[name] = run(f"finetune-{name}", folder / f"finetune-{name}", lora,
+                              lambda out, images=images: stage_finetune(out, images, model=config.model,
+                                                                        settings=config.lora, seed=case.seed,
+                                                                        device=device, accelerator=accelerator),
+                              inputs=[upstream], distributed=True)
+        prompts = [p.format(artist=case.artist) for p in config.generate.prompts]
+        sampling = {"model": config.model, "prompts": prompts, **asdict(config.generate), "seed": case.seed}
+        generated = {}
+        for name in ("base", "clean", "cloaked"):
+            lora_folder = None if name == "base" else folder / f"finetune-{name}"
+            generated[name] = run(f"generate-{name}", folder / f"generate-{name}", sampling,
+                                  lambda out, lora_folder=lora_folder: stage_generate(
+                                      out, model=config.model, lora_folder=lora_folder, prompts=prompts,
+                                      settings=config.generate, seed=case.seed, device=device),
+                                  inputs=[] if name == "base" else [tuned[name]])
+        real = (load_images(read_manifest(corpus, "victim", styles=(case.victim,))).float() / 255
+                if case.victim is not None else image_set(folder / "art")[0])
+        clip = None
+        if config.clip_model:
+            clip = {"model": config.clip_model, "labels": [label.format(artist=case.artist) for label in config.clip_labels],
+                    "index": 0}
+        score = run("score", folder / "score", {"victim": case.victim, "clip": clip, "judge": "style-judge"},
+                    lambda out: stage_score(out, art_folder=folder / "art", protect_folder=folder / "protect",
+                                            generated={k: folder / f"generate-{k}" for k in generated},
+                                            victim=case.victim, real=real, judge=judge, perceptual=perceptual,
+                                            clip=clip),
+                    inputs=[art, protect, *generated.values()])
+        stages = {"art": art, "protect": protect, **{f"finetune-{k}": v for k, v in tuned.items()},
+                  **{f"generate-{k}": v for k, v in generated.items()}, "score": score}
+        results.append({"case": case, "folder": folder, "scores": score["scores"],
+                        "seconds": {k: v["seconds"] for k, v in stages.items()},
+                        "reused": all(v.get("reused") for v in stages.values())})
+    if accelerator is not None and not accelerator.is_main_process:
+        return {}
+    log(f"== report -> {report_dir} ({time.perf_counter() - started:.0f} s this run)")
+    return write_report(config, results, report_dir)

@@ -1,0 +1,213 @@
+"""The harness's stages: art → protect → (countermeasure) → fine-tune → generate → score.
+
+Each is a plain function ``stage(folder, ...) -> figures`` that fills an empty folder
+from its inputs' folders; :func:`sfumato.evaluation.contract.run_stage` decides
+whether it needs to run. Image sets are PNG files plus an ``images.json`` that lists
+their names and captions.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..corpus import CorpusConfig, artist_token, build_corpus, load_images, read_manifest
+from ..finetune import LoraSettings, finetune_lora, generate, load_lora, save_lora
+from .config import GenerateSettings, ProtectSettings
+from .contract import read_images, write_images
+from .metrics import frechet_distance, judged_shares, summary, visibility
+
+__all__ = ["VICTIM_CORPUS", "image_set", "stage_art", "stage_protect", "stage_countermeasure", "stage_finetune",
+           "stage_generate", "stage_score"]
+
+#: The built-in victims' images: the same settings as ``scripts/train_mini.py``'s victim corpus.
+VICTIM_CORPUS = CorpusConfig(crops_per_split=8, seed=0, splits=("victim",))
+
+
+def _write_set(folder: Path, images: torch.Tensor, names: list[str], captions: list[str], **extra) -> None:
+    write_images(folder, images, names)
+    (folder / "images.json").write_text(json.dumps({"names": names, "captions": captions, **extra}, indent=1) + "\n")
+
+
+def image_set(folder: str | Path) -> tuple[torch.Tensor, dict]:
+    """An image set written by a stage: (N, 3, H, W) in [0, 1] and its ``images.json``."""
+    record = json.loads((Path(folder) / "images.json").read_text())
+    return read_images(Path(folder), record["names"]), record
+
+
+def _square(image: torch.Tensor, side: int) -> torch.Tensor:
+    """Centre-crop (3, H, W) to a square and resize it to ``side`` (antialiased)."""
+    h, w = image.shape[-2:]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    crop = image[:, top:top + s, left:left + s][None]
+    return F.interpolate(crop, size=(side, side), mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+def stage_art(folder: Path, *, victim: int | None, art: str | None, artist: str, count: int, resolution: int,
+              seed: int, corpus: Path) -> dict:
+    """The artist's clean images: ``count`` of a built-in victim's corpus images, or of a folder.
+
+    The choice is a seeded draw; images are centre-cropped and resized to ``resolution``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if victim is not None:
+        build_corpus(corpus, VICTIM_CORPUS)
+        rows = read_manifest(corpus, "victim", styles=(victim,))
+        chosen = [rows[i] for i in torch.randperm(len(rows), generator=generator)[:count].tolist()]
+        images = load_images(chosen).float() / 255
+        names = [Path(r["file"]).stem for r in chosen]
+        captions = [r["caption"] for r in chosen]
+    else:
+        from ..io import find_images, load_image
+
+        paths = find_images([art])
+        if len(paths) < count:
+            raise ValueError(f"{art}: {len(paths)} images, the evaluation needs {count}")
+        paths = [paths[i] for i in torch.randperm(len(paths), generator=generator)[:count].tolist()]
+        images = torch.stack([_square(load_image(p).rgb, resolution) for p in paths])
+        names = [p.stem for p in paths]
+        captions = [f"a painting by {artist}"] * len(paths)
+    if images.shape[-1] != resolution:
+        images = torch.stack([_square(image, resolution) for image in images])
+    _write_set(folder, images, names, captions)
+    return {"images": len(names)}
+
+
+def stage_protect(folder: Path, art_folder: Path, *, model: str, settings: ProtectSettings, seed: int,
+                  device: str = "cpu", cloaker=None) -> dict:
+    """Cloak the artist's images with ``sfumato cloak``'s settings; one target for the whole set."""
+    from ..api import Cloaker
+    from ..config import resolve_config
+
+    images, record = image_set(art_folder)
+    cloaker = cloaker or Cloaker(model, device=device)
+    config = resolve_config(settings.intensity, settings.quality)
+    results, choice = cloaker.cloak(list(images), config, target=settings.target, seed=seed)
+    cloaked = torch.stack([r.image.cpu() for r in results])
+    _write_set(folder, cloaked, record["names"], record["captions"])
+    reports = [{k: v for k, v in r.report.items() if isinstance(v, (int, float, str))} for r in results]
+    choice = choice | {"style": _style_of(choice.get("target"))}
+    (folder / "cloaks.json").write_text(json.dumps({"target": choice, "images": reports}, indent=1) + "\n")
+    return {"target": choice, "config": config.to_dict(), "perceptual_metric": reports[0].get("perceptual_metric")}
+
+
+def _style_of(name) -> int | None:
+    """The built-in style index of a target's name ("style-07" -> 7), else None."""
+    if isinstance(name, str) and name.startswith("style-") and name[6:].isdigit():
+        return int(name[6:])
+    return None
+
+
+def stage_countermeasure(folder: Path, protect_folder: Path, *, spec: str) -> dict:
+    """What a mimic may do to scraped images first: ``jpeg:QUALITY`` or ``blur:SIGMA``."""
+    images, record = image_set(protect_folder)
+    kind, _, value = spec.partition(":")
+    if kind == "jpeg":
+        from ..io import to_uint8
+
+        out = []
+        for image in images:
+            buffer = io.BytesIO()
+            Image.fromarray(to_uint8(image)).save(buffer, format="JPEG", quality=int(value))
+            out.append(np.asarray(Image.open(buffer).convert("RGB")))
+        images = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
+    elif kind == "blur":
+        from torchvision.transforms.functional import gaussian_blur
+
+        sigma = float(value)
+        images = gaussian_blur(images, kernel_size=2 * round(3 * sigma) + 1, sigma=sigma)
+    else:
+        raise ValueError(f"unknown countermeasure {spec!r}")
+    _write_set(folder, images, record["names"], record["captions"], countermeasure=spec)
+    return {"countermeasure": spec}
+
+
+def stage_finetune(folder: Path, images_folder: Path, *, model: str, settings: LoraSettings, seed: int,
+                   device: str = "cpu", accelerator=None) -> dict:
+    """LoRA-fine-tune the model on an image set (frozen base); write the adapter in diffusers' format."""
+    from ..models import load_text2img_pipeline
+
+    images, record = image_set(images_folder)
+    if accelerator is not None:
+        device = accelerator.device
+    pipeline = load_text2img_pipeline(model, device=device)
+    rank = 0 if accelerator is None else accelerator.process_index
+    generator = torch.Generator().manual_seed(seed + 7919 * rank)
+    log = finetune_lora(pipeline, images, record["captions"], settings, generator=generator, accelerator=accelerator)
+    if accelerator is None or accelerator.is_main_process:
+        save_lora(pipeline, folder)
+    (folder / "loss.json").write_text(json.dumps(log) + "\n")
+    return {"final_loss": log[-1]["loss"], "steps": settings.steps}
+
+
+def stage_generate(folder: Path, *, model: str, lora_folder: Path | None, prompts: list[str],
+                   settings: GenerateSettings, seed: int, device: str = "cpu") -> dict:
+    """Sample every prompt ``images_per_prompt`` times with fixed seeds, with or without a LoRA."""
+    from ..models import load_text2img_pipeline
+
+    pipeline = load_text2img_pipeline(model, device=device)
+    if lora_folder is not None:
+        load_lora(pipeline, lora_folder)
+    names, captions, images = [], [], []
+    for p, prompt in enumerate(prompts):
+        images.append(generate(pipeline, prompt, settings.images_per_prompt, seed=seed + 100_000 * p,
+                               steps=settings.steps, guidance=settings.guidance, batch_size=settings.batch_size))
+        names += [f"p{p}-{k:03d}" for k in range(settings.images_per_prompt)]
+        captions += [prompt] * settings.images_per_prompt
+    _write_set(folder, torch.cat(images), names, captions)
+    return {"images": len(names)}
+
+
+def stage_score(folder: Path, *, art_folder: Path, protect_folder: Path, generated: dict[str, Path],
+                victim: int | None, real: torch.Tensor, judge, perceptual, clip: dict | None = None) -> dict:
+    """Every figure of one case, written to ``scores.json`` and returned.
+
+    Args:
+        generated: ``{"base": folder, "clean": folder, "cloaked": folder}``.
+        victim: the artist's built-in style (None for an art folder: no judge verdict then).
+        real: the artist's real images (N, 3, H, W), for the Fréchet distances.
+        judge: a :class:`~sfumato.judge.StyleJudge` (its trunk gives the Fréchet features).
+        perceptual: the perceptual metric for the cloaks' visibility.
+        clip: ``{"model": id, "labels": [...], "index": i}`` for a CLIP zero-shot score.
+    """
+    art, _ = image_set(art_folder)
+    cloaked, _ = image_set(protect_folder)
+    target = json.loads((protect_folder / "cloaks.json").read_text())["target"]
+    real_features = judge.features(real)
+    scores = {"visibility": {k: summary(v) for k, v in visibility(art, cloaked, perceptual).items()}}
+    for name, gen_folder in generated.items():
+        images, _ = image_set(gen_folder)
+        probabilities = judge.probabilities(images)
+        styles = {}
+        if victim is not None:
+            styles["artist"] = victim
+        if target.get("style") is not None:
+            styles["target"] = target["style"]
+        entry = {"judged": judged_shares(probabilities, styles),
+                 "frechet_to_real": frechet_distance(judge.features(images), real_features),
+                 "top_styles": _top_styles(probabilities)}
+        if clip is not None:
+            from .metrics import clip_style_shares
+
+            entry["clip_artist_share"] = clip_style_shares(images, clip["model"], clip["labels"])[clip["index"]]
+        scores[name] = entry
+    if victim is not None:
+        scores["mimicry_success"] = {k: scores[k]["judged"]["artist"] for k in generated}
+        scores["protection_success"] = 1 - scores["mimicry_success"]["cloaked"]
+    scores["target"] = target
+    (folder / "scores.json").write_text(json.dumps(scores, indent=1) + "\n")
+    return {"scores": scores}
+
+
+def _top_styles(probabilities: torch.Tensor, k: int = 3) -> dict[str, float]:
+    """The ``k`` styles the judge picks most often, with their shares."""
+    counts = torch.bincount(probabilities.argmax(-1), minlength=probabilities.shape[1]).float() / len(probabilities)
+    top = counts.topk(k)
+    return {artist_token(int(i)): float(v) for v, i in zip(top.values, top.indices) if v > 0}

@@ -1,0 +1,261 @@
+"""The mimicry evaluation harness, end to end on a tiny local Stable Diffusion pipeline (HF_HUB_OFFLINE=1)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from sfumato.corpus import artist_token
+from sfumato.evaluation import EvaluationConfig, GenerateSettings, ProtectSettings, load_config, run_evaluation
+from sfumato.evaluation.contract import read_images, run_stage, write_images
+from sfumato.evaluation.metrics import frechet_distance, judged_shares
+from sfumato.evaluation.stages import VICTIM_CORPUS, image_set, stage_countermeasure
+from sfumato.finetune import LoraSettings
+
+from conftest import make_artwork
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("art", "protect", "finetune-clean", "finetune-cloaked", "generate-base", "generate-clean",
+          "generate-cloaked", "score")
+
+
+def _tiny_config(model_dir, **overrides) -> EvaluationConfig:
+    base = EvaluationConfig(
+        name="tiny", model=str(model_dir), images=3, seeds=(0,),
+        protect=ProtectSettings(quality="preview", target="3"),
+        lora=LoraSettings(steps=3, batch_size=2, rank=2, alpha=2.0, learning_rate=1e-2),
+        generate=GenerateSettings(images_per_prompt=3, steps=2, batch_size=3))
+    return replace(base, **overrides)
+
+
+@pytest.fixture(scope="module")
+def art_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("art")
+    for i in range(4):
+        image = (make_artwork(80, 96, seed=i).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        Image.fromarray(image).save(folder / f"work-{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def victim_corpus(tmp_path_factory):
+    """A stand-in for the built-in victims' corpus: the record build_corpus reuses, with a few images."""
+    from dataclasses import asdict
+
+    folder = tmp_path_factory.mktemp("corpus")
+    rows = []
+    for style in (2, 7):
+        for k in range(5):
+            rel = f"victim/style-{style:02d}/img-{k:03d}.png"
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            image = make_artwork(64, 64, seed=100 * style + k)
+            Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(folder / rel)
+            rows.append({"file": rel, "split": "victim", "style": style, "artist": artist_token(style),
+                         "caption": f"a painting by {artist_token(style)}", "source": "test", "box": [0, 0, 64, 64]})
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "corpus.json").write_text(json.dumps({"config": json.loads(json.dumps(asdict(VICTIM_CORPUS)))}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def art_run(tiny_pipeline_dir, art_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("run")
+    config = _tiny_config(tiny_pipeline_dir, art=str(art_dir), artist="sks")
+    messages = []
+    metrics = run_evaluation(config, work, work / "report", log=messages.append)
+    return config, work, metrics, messages
+
+
+def test_every_stage_writes_a_folder_with_a_manifest(art_run):
+    config, work, metrics, _ = art_run
+    case = work / "sks-seed0"
+    for stage in STAGES:
+        manifest = json.loads((case / stage / "manifest.json").read_text())
+        assert manifest["stage"] == stage and manifest["seconds"] >= 0
+        assert {"sfumato", "torch", "diffusers", "peft"} <= set(manifest["versions"])
+        assert "seed" in manifest["settings"] or stage == "score"
+    art, record = image_set(case / "art")
+    assert art.shape == (3, 3, 64, 64) and record["captions"] == ["a painting by sks"] * 3
+    cloaked, _ = image_set(case / "protect")
+    assert cloaked.shape == art.shape and not torch.equal(cloaked, art)
+    assert (case / "finetune-clean" / "pytorch_lora_weights.safetensors").is_file()
+    for name in ("base", "clean", "cloaked"):
+        assert image_set(case / f"generate-{name}")[0].shape == (3, 3, 64, 64)
+
+
+def test_report_files(art_run):
+    config, work, metrics, _ = art_run
+    report = work / "report"
+    assert json.loads((report / "metrics.json").read_text()) == json.loads(json.dumps(metrics, default=str))
+    text = (report / "report.md").read_text()
+    assert "# Mimicry evaluation: tiny" in text and "Hardware" in text and "Fréchet" in text
+    figure = Image.open(report / "side-by-side-sks-seed0.png")
+    assert figure.width > 200 and figure.height > 200
+    scores = metrics["cases"][0]["scores"]
+    assert "mimicry_success" not in scores  # an art folder has no judge verdict for "the artist"
+    for name in ("base", "clean", "cloaked"):
+        assert scores[name]["frechet_to_real"] >= 0
+    assert 0 < scores["visibility"]["linf_levels"]["max"] <= 8 + 1e-3  # the default intensity's cap
+
+
+def test_rerun_reuses_every_stage_with_identical_numbers(art_run):
+    config, work, metrics, _ = art_run
+    first = (work / "report" / "metrics.json").read_bytes()
+    messages = []
+    again = run_evaluation(config, work, work / "report", log=messages.append)
+    assert sum("reused" in m for m in messages) == len(STAGES)
+    assert not any("running" in m for m in messages)
+    assert (work / "report" / "metrics.json").read_bytes() == first
+    assert again["aggregate"] == metrics["aggregate"]
+
+
+def test_changed_sampling_reruns_only_what_depends_on_it(tiny_pipeline_dir, art_dir, tmp_path):
+    config = _tiny_config(tiny_pipeline_dir, art=str(art_dir), artist="sks")
+    run_evaluation(config, tmp_path, log=lambda m: None)
+    messages = []
+    changed = replace(config, generate=replace(config.generate, images_per_prompt=2))
+    run_evaluation(changed, tmp_path, log=messages.append)
+    ran = {m.split("]")[0][1:] for m in messages if "running" in m}
+    assert ran == {"generate-base", "generate-clean", "generate-cloaked", "score"}
+    assert image_set(tmp_path / "sks-seed0" / "generate-clean")[0].shape[0] == 2
+
+
+def test_same_settings_in_a_fresh_folder_give_the_same_images(art_run, tmp_path):
+    config, work, _, _ = art_run
+    run_evaluation(config, tmp_path, log=lambda m: None)
+    for stage in ("protect", "generate-clean", "generate-cloaked"):
+        a, _ = image_set(work / "sks-seed0" / stage)
+        b, _ = image_set(tmp_path / "sks-seed0" / stage)
+        assert torch.equal(a, b), stage
+
+
+def test_built_in_victim_is_judged_and_protection_reported(tiny_pipeline_dir, victim_corpus, tmp_path):
+    config = _tiny_config(tiny_pipeline_dir, victims=(2,), corpus=str(victim_corpus))
+    metrics = run_evaluation(config, tmp_path, log=lambda m: None)
+    scores = metrics["cases"][0]["scores"]
+    assert set(scores["mimicry_success"]) == {"base", "clean", "cloaked"}
+    assert scores["protection_success"] == pytest.approx(1 - scores["mimicry_success"]["cloaked"])
+    assert scores["target"]["style"] == 3 and "target" in scores["cloaked"]["judged"]
+    _, record = image_set(tmp_path / "artist02-seed0" / "art")
+    assert record["captions"] == ["a painting by artist02"] * 3
+    agg = metrics["aggregate"]
+    assert agg["per_victim"]["artist02"]["seeds"] == [0]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Protection success" in text and "| artist02 | [0] |" in text
+    assert (tmp_path / "report" / "scores.png").is_file()
+
+
+def test_countermeasures_change_the_cloaked_images(tmp_path):
+    source = tmp_path / "protect"
+    source.mkdir()
+    images = torch.stack([make_artwork(64, 64, seed=i) for i in range(2)])
+    write_images(source, images, ["a", "b"])
+    (source / "images.json").write_text(json.dumps({"names": ["a", "b"], "captions": ["x", "y"]}))
+    for spec in ("jpeg:50", "blur:1.5"):
+        out = tmp_path / spec.replace(":", "-")
+        out.mkdir()
+        stage_countermeasure(out, source, spec=spec)
+        changed, record = image_set(out)
+        assert changed.shape == images.shape and record["countermeasure"] == spec
+        assert 0 < (changed - images).abs().mean() < 0.2
+
+
+def test_interrupted_stage_leaves_no_manifest_and_reruns(tmp_path):
+    folder = tmp_path / "stage"
+
+    def fails(out):
+        (out / "half.txt").write_text("half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        run_stage("demo", folder, {"a": 1}, fails, log=lambda m: None)
+    assert not folder.exists()
+    manifest = run_stage("demo", folder, {"a": 1}, lambda out: {"figure": 2}, log=lambda m: None)
+    assert manifest["figure"] == 2 and not manifest["reused"]
+    assert run_stage("demo", folder, {"a": 1}, lambda out: 1 / 0, log=lambda m: None)["reused"]
+    upstream = {"key": "changed"}
+    assert not run_stage("demo", folder, {"a": 1}, lambda out: {}, inputs=[upstream], log=lambda m: None)["reused"]
+
+
+def test_image_sets_round_trip(tmp_path):
+    images = torch.stack([make_artwork(64, 64, seed=i) for i in range(3)])
+    write_images(tmp_path, images, ["x", "y", "z"])
+    assert torch.equal(read_images(tmp_path, ["x", "y", "z"]), images)
+
+
+def test_frechet_distance():
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 8, generator=generator)
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    shifted = a + torch.tensor([2.0] + [0.0] * 7)
+    assert frechet_distance(a, shifted) == pytest.approx(4.0, rel=1e-6)
+    few = torch.randn(5, 64, generator=generator)  # fewer images than dimensions: still defined
+    assert frechet_distance(few, few * 2) > 0
+    with pytest.raises(ValueError, match="feature sets"):
+        frechet_distance(a, torch.randn(10, 4))
+
+
+def test_judged_shares():
+    probabilities = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
+    assert judged_shares(probabilities, {"artist": 0, "target": 2}) == {"artist": 0.5, "target": 0.25}
+
+
+def test_shipped_configs_load(tmp_path):
+    quick, full = load_config(REPO / "evaluation" / "mini-quick.toml"), load_config(REPO / "evaluation" / "mini-full.toml")
+    assert quick.model == full.model == "mini" and len(quick.victims) == 1 and len(full.victims) == 6
+    assert len(full.seeds) >= 2 and quick.lora.target_modules == LoraSettings().target_modules
+    sd = load_config(REPO / "evaluation" / "sd15-gpu.toml")
+    assert sd.art and sd.device == "cuda" and sd.lora.target_modules == ("to_k", "to_q", "to_v", "to_out.0")
+    assert quick.with_overrides(**{"lora.steps": 5, "victims": (7,), "model": None}).lora.steps == 5
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nvictim = [2]\n')
+    with pytest.raises(ValueError, match="unknown EvaluationConfig settings: victim"):
+        load_config(bad)
+    bad.write_text('[protect]\ncountermeasure = "jpeg"\n')
+    with pytest.raises(ValueError, match="countermeasure"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="held-out artists"):
+        EvaluationConfig(victims=(3,))
+
+
+def test_cli_evaluate_on_a_local_pipeline(tiny_pipeline_dir, art_dir, tmp_path, capsys):
+    from sfumato.cli import main
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(f'name = "cli"\nimages = 3\nart = "{art_dir}"\n[protect]\nquality = "preview"\ntarget = "3"\n'
+                      '[lora]\nsteps = 2\nbatch_size = 2\nrank = 2\n[generate]\nimages_per_prompt = 2\nsteps = 2\n')
+    code = main(["evaluate", "--config", str(config), "--model", str(tiny_pipeline_dir), "--work", str(tmp_path / "w"),
+                 "--quiet"])
+    assert code == 0
+    assert "report:" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "w" / "report" / "metrics.json").read_text())
+    assert metrics["config"]["model"] == str(tiny_pipeline_dir) and metrics["config"]["lora"]["steps"] == 2
+    assert main(["evaluate", "--config", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_clip_zero_shot_score_on_a_tiny_local_clip(tmp_path):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from conftest import get_dummy_tokenizer
+    from sfumato.evaluation.metrics import clip_style_shares
+
+    torch.manual_seed(0)  # tests only: a random tiny CLIP
+    config = CLIPConfig(text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                                     "num_attention_heads": 2, "vocab_size": 1000, "bos_token_id": 0,
+                                     "eos_token_id": 2, "pad_token_id": 1},
+                        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+                        projection_dim=8)
+    CLIPModel(config).save_pretrained(tmp_path)
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                 crop_size={"height": 32, "width": 32}),
+                              tokenizer=get_dummy_tokenizer())
+    processor.save_pretrained(tmp_path)
+    images = torch.stack([make_artwork(64, 64, seed=i) for i in range(4)])
+    shares = clip_style_shares(images, str(tmp_path), ["a painting by sks", "a photo"])
+    assert len(shares) == 2 and sum(shares) == pytest.approx(1.0)
