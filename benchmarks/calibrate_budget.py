@@ -6,7 +6,7 @@ distance that uniform noise of ±k levels causes on real photographs, divided by
 The script prints that number for k = 4, 8 and 16 and writes them to a JSON file;
 ``sfumato.config.PERCEPTUAL_BUDGET_PER_LEVEL`` holds the value for k = 8.
 
-    pip install -e ".[data]"
+    pip install -e .
     python benchmarks/calibrate_budget.py --out bench-out/calibration.json
 
 Images: scikit-image's and scikit-learn's bundled sample photographs, resized to

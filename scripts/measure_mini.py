@@ -158,7 +158,7 @@ loads it, and it is sfumato's default model (`--model mini`, or no `--model`).
   judge's head), which may make reconstructions easier for the judge to recognise
   than for a person.
 
-Reproduce: `pip install -e ".[data]"`, `python scripts/train_judge.py` (judge and
+Reproduce: `pip install -e .`, `python scripts/train_judge.py` (judge and
 evaluation corpus), `python scripts/train_mini.py`, then `python scripts/measure_mini.py`,
 which measures and rewrites this card's figures below.
 """

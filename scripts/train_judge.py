@@ -1,6 +1,6 @@
 """Train sfumato's style judge on the corpus and write its weights and figures.
 
-    pip install -e ".[data]"
+    pip install -e .
     python scripts/train_judge.py --corpus build/corpus --out src/sfumato/weights
 
 1. Builds (or reuses) the corpus's ``judge`` and ``eval`` splits: the bundled

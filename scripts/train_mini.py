@@ -1,6 +1,6 @@
 """Train sfumato-mini from scratch, with a fixed seed, and measure it.
 
-    pip install -e ".[data]"
+    pip install -e .
     python scripts/train_mini.py --work build/mini --stage all
 
 Stages (each reads the previous one's output from ``--work``, so one can be rerun):

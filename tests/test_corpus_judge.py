@@ -74,6 +74,16 @@ def test_corpus_is_deterministic_and_reused(corpus, tmp_path):
     assert json.loads((again / "corpus.json").read_text())["images"] == len(read_manifest(again))
 
 
+def test_a_style_subset_renders_the_same_images(corpus, tmp_path):
+    from dataclasses import replace
+
+    build_corpus(tmp_path, replace(TOY, splits=("victim",), styles=(VICTIM_STYLES[0],)))
+    rows = read_manifest(tmp_path)
+    full = read_manifest(corpus, "victim", styles=(VICTIM_STYLES[0],))
+    assert len(rows) == len(full) == 2 and {r["style"] for r in rows} == {VICTIM_STYLES[0]}
+    assert torch.equal(load_images(rows), load_images(full))
+
+
 def test_extra_folders_of_artwork(tmp_path):
     from PIL import Image
 

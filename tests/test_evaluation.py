@@ -12,6 +12,7 @@ from PIL import Image
 
 from sfumato.corpus import artist_token
 from sfumato.evaluation import EvaluationConfig, GenerateSettings, ProtectSettings, load_config, run_evaluation
+from sfumato.evaluation.config import PRESETS
 from sfumato.evaluation.contract import read_images, run_stage, write_images
 from sfumato.evaluation.metrics import frechet_distance, judged_shares
 from sfumato.evaluation.stages import VICTIM_CORPUS, image_set, stage_countermeasure
@@ -19,7 +20,6 @@ from sfumato.finetune import LoraSettings
 
 from conftest import make_artwork
 
-REPO = Path(__file__).resolve().parents[1]
 STAGES = ("art", "protect", "finetune-clean", "finetune-cloaked", "generate-base", "generate-clean",
           "generate-cloaked", "score")
 
@@ -47,9 +47,10 @@ def victim_corpus(tmp_path_factory):
     """A stand-in for the built-in victims' corpus: the record build_corpus reuses, with a few images."""
     from dataclasses import asdict
 
-    folder = tmp_path_factory.mktemp("corpus")
+    corpus = tmp_path_factory.mktemp("corpus")
+    folder = corpus / "artist02"
     rows = []
-    for style in (2, 7):
+    for style in (2,):
         for k in range(5):
             rel = f"victim/style-{style:02d}/img-{k:03d}.png"
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -58,8 +59,9 @@ def victim_corpus(tmp_path_factory):
             rows.append({"file": rel, "split": "victim", "style": style, "artist": artist_token(style),
                          "caption": f"a painting by {artist_token(style)}", "source": "test", "box": [0, 0, 64, 64]})
     (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (folder / "corpus.json").write_text(json.dumps({"config": json.loads(json.dumps(asdict(VICTIM_CORPUS)))}))
-    return folder
+    record = asdict(replace(VICTIM_CORPUS, styles=(2,)))
+    (folder / "corpus.json").write_text(json.dumps({"config": json.loads(json.dumps(record))}))
+    return corpus
 
 
 @pytest.fixture(scope="module")
@@ -206,10 +208,10 @@ def test_judged_shares():
 
 
 def test_shipped_configs_load(tmp_path):
-    quick, full = load_config(REPO / "evaluation" / "mini-quick.toml"), load_config(REPO / "evaluation" / "mini-full.toml")
+    quick, full = load_config("mini-quick"), load_config("mini-full")
     assert quick.model == full.model == "mini" and len(quick.victims) == 1 and len(full.victims) == 6
     assert len(full.seeds) >= 2 and quick.lora.target_modules == LoraSettings().target_modules
-    sd = load_config(REPO / "evaluation" / "sd15-gpu.toml")
+    sd = load_config(PRESETS / "sd15-gpu.toml")
     assert sd.art and sd.device == "cuda" and sd.lora.target_modules == ("to_k", "to_q", "to_v", "to_out.0")
     assert quick.with_overrides(**{"lora.steps": 5, "victims": (7,), "model": None}).lora.steps == 5
     bad = tmp_path / "bad.toml"
@@ -219,6 +221,8 @@ def test_shipped_configs_load(tmp_path):
     bad.write_text('[protect]\ncountermeasure = "jpeg"\n')
     with pytest.raises(ValueError, match="countermeasure"):
         load_config(bad)
+    with pytest.raises(ValueError, match="shipped presets: mini-full, mini-quick, sd15-gpu"):
+        load_config("mini-nothing")
     with pytest.raises(ValueError, match="held-out artists"):
         EvaluationConfig(victims=(3,))
 

@@ -116,6 +116,40 @@ class Cloaker:
                                        mask=mask, generator=generator, callback=step))
         return results, record
 
+    def cloak_file(self, path, out, config: CloakConfig, *, target, seed: int = 0, format: str = "png",
+                   strip_metadata: bool = False, max_pixels: int | None = None, record: dict | None = None,
+                   callback=None) -> tuple[CloakResult, dict]:
+        """Cloak one image file into ``out`` and write its JSON sidecar beside it (``<input stem>.cloak.json``).
+
+        Transparency, the ICC profile and the EXIF attribution fields are kept (unless
+        ``strip_metadata``); ``target`` is an already resolved target, shared by a batch.
+        ``record`` (settings to remember, such as the presets and how the target was
+        chosen, ``target_choice``) is merged into the sidecar. Raises
+        :class:`~sfumato.io.ImageError` for a file that cannot be read.
+        Returns the result and the sidecar.
+        """
+        from . import __version__
+        from .io import MAX_PIXELS, ImageError, attribution_exif, load_image, save_image, write_json
+
+        path, out = Path(path), Path(out)
+        art = load_image(path, max_pixels=max_pixels or MAX_PIXELS)
+        if format == "jpeg" and art.alpha is not None:
+            raise ImageError(f"{path.name}: has transparency, which JPEG cannot store; use PNG")
+        mask = None if art.alpha is None else torch.from_numpy(art.alpha > 0)[None].float()
+        [result], choice = self.cloak([art.rgb], config, target=target, masks=[mask], seed=seed,
+                                      callback=None if callback is None else (lambda i, step, loss: callback(step, loss)))
+        exif = None if strip_metadata else attribution_exif(art.exif)
+        save_image(out, result.image, alpha=art.alpha, icc_profile=art.icc_profile, exif=exif, format=format,
+                   strip_metadata=strip_metadata)
+        sidecar = {"input": str(path), "output": str(out), "sfumato_version": __version__, "model": self.model,
+                   "device": str(self.device), "half_precision": self.half, "seed": seed,
+                   "config": config.to_dict(), "target_choice": choice, **(record or {}),
+                   "figures_measured_on": "the 8-bit pixels before JPEG compression" if format == "jpeg"
+                                          else "the written file's pixels",
+                   **result.report}
+        write_json(out.parent / f"{path.stem}.cloak.json", sidecar)
+        return result, sidecar
+
     @torch.no_grad()
     def encoder_view(self, images: torch.Tensor, max_side: int = 512) -> torch.Tensor:
         """What the model's encoder sees: decode(E(x)) for (B, 3, H, W) in [0, 1]."""

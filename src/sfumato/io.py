@@ -39,6 +39,7 @@ __all__ = [
     "to_uint8",
     "IMAGE_SUFFIXES",
     "find_images",
+    "write_json",
 ]
 
 StrPath = str | os.PathLike[str]
@@ -57,6 +58,16 @@ def find_images(paths: Iterable[StrPath]) -> list[Path]:
         else:
             found.append(path)
     return found
+
+
+def write_json(path: StrPath, data: dict) -> None:
+    """Write ``data`` as indented JSON atomically (a temporary file, then a rename)."""
+    import json
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 #: Smallest accepted side in pixels; the encoders need at least this much.

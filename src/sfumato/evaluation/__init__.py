@@ -3,7 +3,7 @@
 A mimic fine-tunes a text-to-image model with LoRA on an artist's clean images and,
 separately, on the same images cloaked; both generate from the same prompts and
 seeds; sfumato's style judge scores the results. ``sfumato evaluate`` runs it from a
-config file (``evaluation/mini-quick.toml``), :func:`run_evaluation` from Python.
+config (``--config mini-quick``), :func:`run_evaluation` from Python.
 """
 
 from .config import EvaluationConfig, GenerateSettings, ProtectSettings, load_config

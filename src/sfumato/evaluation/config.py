@@ -15,7 +15,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["ProtectSettings", "GenerateSettings", "EvaluationConfig", "load_config", "COUNTERMEASURES"]
+__all__ = ["ProtectSettings", "GenerateSettings", "EvaluationConfig", "load_config", "COUNTERMEASURES", "PRESETS"]
+
+#: Ready configs shipped with sfumato: ``mini-quick``, ``mini-full``, ``sd15-gpu``.
+PRESETS = Path(__file__).parent / "configs"
 
 #: Countermeasures a mimic may apply to scraped images before fine-tuning ("none", "jpeg:Q", "blur:SIGMA").
 COUNTERMEASURES = ("none", "jpeg", "blur")
@@ -142,10 +145,13 @@ def _coerce(cls, values: dict) -> dict:
 
 def load_config(path: str | Path) -> EvaluationConfig:
     """Read an :class:`EvaluationConfig` from a TOML file (top-level keys plus ``[protect]``,
-    ``[lora]`` and ``[generate]`` tables)."""
+    ``[lora]`` and ``[generate]`` tables), or a shipped preset by name (``"mini-quick"``)."""
     path = Path(path)
+    if not path.is_file() and (PRESETS / f"{path}.toml").is_file():
+        path = PRESETS / f"{path}.toml"
     if not path.is_file():
-        raise ValueError(f"no evaluation config at {path}")
+        presets = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
+        raise ValueError(f"no evaluation config at {path} (shipped presets: {presets})")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:

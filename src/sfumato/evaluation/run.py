@@ -20,7 +20,7 @@ from ..corpus import artist_token, load_images, read_manifest
 from .config import EvaluationConfig
 from .contract import read_manifest as read_stage, run_stage
 from .stages import (image_set, stage_art, stage_countermeasure, stage_finetune, stage_generate, stage_protect,
-                     stage_score)
+                     stage_score, victim_corpus)
 
 __all__ = ["Case", "cases", "run_evaluation"]
 
@@ -114,7 +114,7 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
                                       out, model=config.model, lora_folder=lora_folder, prompts=prompts,
                                       settings=config.generate, seed=case.seed, device=device),
                                   inputs=[] if name == "base" else [tuned[name]])
-        real = (load_images(read_manifest(corpus, "victim", styles=(case.victim,))).float() / 255
+        real = (load_images(read_manifest(victim_corpus(corpus, case.victim), "victim")).float() / 255
                 if case.victim is not None else image_set(folder / "art")[0])
         clip = None
         if config.clip_model:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,19 @@ from .config import GenerateSettings, ProtectSettings
 from .contract import read_images, write_images
 from .metrics import frechet_distance, judged_shares, summary, visibility
 
-__all__ = ["VICTIM_CORPUS", "image_set", "stage_art", "stage_protect", "stage_countermeasure", "stage_finetune",
-           "stage_generate", "stage_score"]
+__all__ = ["VICTIM_CORPUS", "victim_corpus", "image_set", "stage_art", "stage_protect", "stage_countermeasure",
+           "stage_finetune", "stage_generate", "stage_score"]
 
-#: The built-in victims' images: the same settings as ``scripts/train_mini.py``'s victim corpus.
+#: The built-in victims' images: the same images as ``scripts/train_mini.py``'s victim corpus
+#: (one victim's style is rendered at a time, see :func:`victim_corpus`).
 VICTIM_CORPUS = CorpusConfig(crops_per_split=8, seed=0, splits=("victim",))
+
+
+def victim_corpus(corpus: Path, victim: int) -> Path:
+    """Build (or reuse) one victim's images under ``corpus/artistNN``; returns that folder."""
+    folder = Path(corpus) / artist_token(victim)
+    build_corpus(folder, replace(VICTIM_CORPUS, styles=(victim,)))
+    return folder
 
 
 def _write_set(folder: Path, images: torch.Tensor, names: list[str], captions: list[str], **extra) -> None:
@@ -58,8 +67,7 @@ def stage_art(folder: Path, *, victim: int | None, art: str | None, artist: str,
     """
     generator = torch.Generator().manual_seed(seed)
     if victim is not None:
-        build_corpus(corpus, VICTIM_CORPUS)
-        rows = read_manifest(corpus, "victim", styles=(victim,))
+        rows = read_manifest(victim_corpus(corpus, victim), "victim", styles=(victim,))
         chosen = [rows[i] for i in torch.randperm(len(rows), generator=generator)[:count].tolist()]
         images = load_images(chosen).float() / 255
         names = [Path(r["file"]).stem for r in chosen]

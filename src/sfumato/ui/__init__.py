@@ -1,0 +1,36 @@
+"""sfumato's web app (Gradio): :func:`build_app` over the request handlers in :mod:`sfumato.ui.handlers`."""
+
+from .handlers import Limits
+
+__all__ = ["Limits", "build_app", "serve"]
+
+
+def build_app(**kwargs):
+    from .app import build_app as build
+
+    return build(**kwargs)
+
+
+def serve(argv: list[str] | None = None) -> None:
+    """``python app.py``: serve the page on 127.0.0.1 (``--host``, ``--port``, ``--share`` only when asked)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python app.py", description="sfumato's web app, offline.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this computer only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="also open a public Gradio share link (goes online)")
+    parser.add_argument("--model", default="mini", help="default model: mini, a hub id or a local folder")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--concurrency", type=int, default=2, help="requests served at once (default: 2)")
+    parser.add_argument("--max-files", type=int, default=Limits.max_files)
+    parser.add_argument("--max-file-mb", type=float, default=Limits.max_file_mb)
+    parser.add_argument("--max-pixels", type=int, default=Limits.max_pixels)
+    args = parser.parse_args(argv)
+    limits = Limits(max_files=args.max_files, max_file_mb=args.max_file_mb, max_pixels=args.max_pixels)
+
+    from .app import THEME, build_app as build
+
+    app = build(model=args.model, device=args.device, limits=limits)
+    app.queue(default_concurrency_limit=args.concurrency, max_size=64)
+    app.launch(server_name=args.host, server_port=args.port, share=args.share, theme=THEME,
+               max_file_size=f"{args.max_file_mb}mb", show_error=True)

@@ -1,0 +1,194 @@
+"""The Gradio page: Cloak, Evaluate and About tabs over :mod:`sfumato.ui.handlers`.
+
+:func:`build_app` makes the page; the models load lazily, once, into a pool that the
+page's handlers share. Nothing per user lives outside a request: each request works
+in its own temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from ..config import INTENSITY_PRESETS, QUALITY_PRESETS  # noqa: E402
+from ..corpus import VICTIM_STYLES, artist_token  # noqa: E402
+from ..targets import style_names  # noqa: E402
+from .handlers import Limits, ModelPool, cloak_uploads, style_thumbnails  # noqa: E402
+
+__all__ = ["build_app", "THEME", "about_text"]
+
+#: System fonts only: the page fetches nothing from outside.
+THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+INTENSITY_HELP = ("How much the image may change. Higher protects more and is more visible; "
+                  + ", ".join(f"{k}: at most {v['max_levels']:.0f} of 255 levels" for k, v in INTENSITY_PRESETS.items())
+                  + ".")
+QUALITY_HELP = ("How long the cloak is optimised. Slower finds a stronger cloak at the same visibility; "
+                + ", ".join(f"{k}: {v['steps']} steps" for k, v in QUALITY_PRESETS.items() if k != "preview") + ".")
+TARGET_HELP = "The style the model is misled towards. 'auto' picks, for the whole batch, the style farthest from your art."
+RESULTS = Path(__file__).resolve().parents[3] / "evaluation" / "results"
+
+
+def about_text(results: Path = RESULTS) -> str:
+    """What cloaking does and does not promise, with the measured figures where a checkout has them."""
+    lines = ["## What sfumato does",
+             "sfumato adds a small, carefully computed change to your image (a *cloak*). People barely see it; "
+             "a text-to-image model's image encoder sees your artwork as if it were painted in another style. "
+             "A mimic who fine-tunes a model on cloaked images learns the wrong style.",
+             "", "## What it does not promise",
+             "- It does not stop anyone from copying, printing or looking at your image.",
+             "- It is measured against today's fine-tuning recipes and the encoder it was computed for; a future "
+             "model, or a countermeasure (heavy compression, noisy upscaling, retraining), may weaken it.",
+             "- Stronger intensity protects more and shows more. Nothing here is a guarantee.",
+             "", "## Measured"]
+    found = sorted(results.glob("*/metrics.json")) if results.is_dir() else []
+    for path in found:
+        m = json.loads(path.read_text())
+        agg = m.get("aggregate", {})
+        if "mimicry_success" in agg:
+            ms = agg["mimicry_success"]
+            lines.append(f"- `{m['name']}` ({agg['cases']} case(s), {m['hardware'].get('cpu', '?')}): mimicry success "
+                         f"{ms['clean']:.0%} on originals, {ms['cloaked']:.0%} on cloaked copies (base model "
+                         f"{ms['base']:.0%}); protection success {agg['protection_success']:.0%}.")
+    if not found:
+        lines.append("- No evaluation results in this installation; run the Evaluate tab or `sfumato evaluate`.")
+    return "\n".join(lines)
+
+
+def _figures_table(batch) -> list[list]:
+    return [[r.name, r.figures.get("perceptual_metric", ""), round(r.figures.get("perceptual_distance", 0), 4),
+             round(r.figures.get("psnr_db", 0), 2), r.figures.get("target", ""), round(r.figures.get("seconds", 0), 1)]
+            for r in batch.results]
+
+
+def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limits(),
+              work: str | Path | None = None) -> gr.Blocks:
+    """The whole page. ``work`` holds the Evaluate tab's stage folders (reused across runs)."""
+    pool = ModelPool(device)
+    evaluate_lock = threading.Lock()
+    work = Path(work) if work else Path(tempfile.gettempdir()) / "sfumato-app-evaluate"
+    thumbnails = []
+
+    def thumbs():
+        if not thumbnails:
+            thumbnails.extend(style_thumbnails())
+        return thumbnails
+
+    def run_cloak(files, intensity, quality, target, model_name, seed, preview, progress):
+        if not files:
+            raise gr.Error("Upload at least one image.")
+        out_dir = Path(tempfile.mkdtemp(prefix="sfumato-"))
+
+        def report(name, index, count, step, steps):
+            progress((step, steps), desc=f"{name} ({index + 1} of {count})")
+
+        try:
+            batch = cloak_uploads(pool, [getattr(f, "name", f) for f in files], out_dir, model=model_name,
+                                  intensity=intensity, quality=quality, target=target, seed=int(seed or 0),
+                                  limits=limits, preview=preview, progress=report)
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+        for message in batch.errors:
+            gr.Warning(message)
+        if not batch.results:
+            raise gr.Error("No image could be cloaked: " + "; ".join(batch.errors))
+        first = batch.results[0]
+        downloads = [str(p) for r in batch.results for p in (r.output, r.sidecar)] + [str(batch.archive)]
+        status = f"Cloaked {len(batch.results)} image(s)" + (
+            f"; {len(batch.errors)} skipped: " + "; ".join(batch.errors) if batch.errors else ".")
+        return (status, (first.before, first.after), first.perturbation,
+                [(str(r.output), r.name) for r in batch.results], _figures_table(batch), downloads)
+
+    def on_cloak(files, intensity, quality, target, model_name, seed, progress=gr.Progress()):
+        return run_cloak(files, intensity, quality, target, model_name, seed, False, progress)
+
+    def on_preview(files, intensity, target, model_name, seed, progress=gr.Progress()):
+        return run_cloak(files, intensity, "preview", target, model_name, seed, True, progress)
+
+    def on_style_pick(evt: gr.SelectData):
+        return style_names()[evt.index]
+
+    def on_evaluate(victim, files, progress=gr.Progress()):
+        from ..evaluation import load_config, run_evaluation
+
+        config = load_config("mini-quick")
+        if files:
+            art = Path(tempfile.mkdtemp(prefix="sfumato-art-"))
+            for f in files:
+                source = Path(getattr(f, "name", f))
+                (art / source.name).write_bytes(source.read_bytes())
+            config = config.with_overrides(art=str(art), artist="sks", images=min(config.images, len(files)))
+        else:
+            config = config.with_overrides(victims=(int(victim.removeprefix("artist")),))
+        if not evaluate_lock.acquire(blocking=False):
+            raise gr.Error("Another evaluation is running; try again when it has finished.")
+        try:
+            report_dir = Path(tempfile.mkdtemp(prefix="sfumato-report-"))
+            metrics = run_evaluation(config, work, report_dir, log=lambda message: progress(0, desc=message))
+        except (ValueError, FileNotFoundError) as err:
+            raise gr.Error(str(err)) from None
+        finally:
+            evaluate_lock.release()
+        case = metrics["cases"][0]
+        chart = report_dir / "scores.png"
+        return (str(report_dir / case["figure"]), str(chart) if chart.is_file() else None,
+                (report_dir / "report.md").read_text().split("## Every case")[0])
+
+    with gr.Blocks(title="sfumato", analytics_enabled=False) as app:
+        gr.Markdown("# sfumato\nCloak your artwork against AI style mimicry. Everything runs on this computer.")
+        with gr.Tab("Cloak"):
+            with gr.Row():
+                with gr.Column():
+                    files = gr.File(label=f"Artwork (up to {limits.max_files} images)", file_count="multiple",
+                                    file_types=["image"])
+                    intensity = gr.Radio(list(INTENSITY_PRESETS), value="default", label="Intensity", info=INTENSITY_HELP)
+                    quality = gr.Radio([q for q in QUALITY_PRESETS if q != "preview"], value="default",
+                                       label="Render quality", info=QUALITY_HELP)
+                    target = gr.Dropdown(["auto", *style_names()], value="auto", label="Target style", info=TARGET_HELP)
+                    styles = gr.Gallery(label="Target styles (click one to choose it)", columns=9, height=260,
+                                        allow_preview=False)
+                    with gr.Accordion("Model and seed", open=False):
+                        model_box = gr.Textbox(model, label="Model", info="mini (built in, offline), or a Stable "
+                                                                            "Diffusion hub id or local folder")
+                        seed = gr.Number(0, precision=0, label="Seed", info="the same seed gives the same result")
+                    with gr.Row():
+                        preview_button = gr.Button("Preview", variant="secondary")
+                        cloak_button = gr.Button("Cloak", variant="primary")
+                with gr.Column():
+                    status = gr.Markdown()
+                    slider = gr.ImageSlider(label="Before / after", type="numpy")
+                    perturbation = gr.Image(label="The change, amplified", type="numpy")
+                    gallery = gr.Gallery(label="Cloaked images", columns=4, height=280)
+                    figures = gr.Dataframe(headers=["image", "metric", "perceptual distance", "PSNR (dB)", "target",
+                                                    "seconds"], label="Figures")
+                    downloads = gr.File(label="Downloads (PNG, JSON, ZIP of all)", file_count="multiple")
+            outputs = [status, slider, perturbation, gallery, figures, downloads]
+            cloak_button.click(on_cloak, [files, intensity, quality, target, model_box, seed], outputs,
+                               api_name="cloak")
+            preview_button.click(on_preview, [files, intensity, target, model_box, seed], outputs, api_name="preview")
+            styles.select(on_style_pick, None, target)
+        with gr.Tab("Evaluate"):
+            gr.Markdown("Run the `mini-quick` mimicry test: LoRA-fine-tune sfumato-mini on 16 clean images and on "
+                        "their cloaked copies, then compare what each mimic paints (about 15 minutes on 2 CPU cores).")
+            with gr.Row():
+                victim = gr.Dropdown([artist_token(v) for v in VICTIM_STYLES], value=artist_token(VICTIM_STYLES[0]),
+                                     label="Built-in victim artist")
+                art_files = gr.File(label="...or your own artwork (16 images)", file_count="multiple",
+                                    file_types=["image"])
+            evaluate_button = gr.Button("Run the mimicry test", variant="primary")
+            side_by_side = gr.Image(label="Originals | cloaked | mimic on originals | mimic on cloaked", type="filepath")
+            chart = gr.Image(label="Scores", type="filepath")
+            summary = gr.Markdown()
+            evaluate_button.click(on_evaluate, [victim, art_files], [side_by_side, chart, summary], api_name="evaluate",
+                                  concurrency_limit=1)
+        with gr.Tab("About"):
+            gr.Markdown(about_text())
+        app.load(thumbs, None, styles)
+    return app

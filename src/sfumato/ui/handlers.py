@@ -1,0 +1,183 @@
+"""What the web app does, without Gradio: check uploads, cloak them, preview, zip, evaluate.
+
+Every function takes its inputs as arguments and returns plain data; the models live in
+a :class:`ModelPool` that the app creates once and shares between requests (each
+request brings its own settings and seed, so concurrent users never share a result).
+"""
+
+from __future__ import annotations
+
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..api import Cloaker
+from ..config import resolve_config
+from ..io import ImageError, load_image, to_uint8
+from ..resize import fit_to_grid
+
+__all__ = ["Limits", "ModelPool", "Cloaked", "Batch", "check_uploads", "cloak_uploads", "amplified", "style_thumbnails"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may upload."""
+
+    max_files: int = 16
+    max_file_mb: float = 25.0
+    max_pixels: int = 24_000_000
+
+
+class ModelPool:
+    """One :class:`~sfumato.api.Cloaker` per model name, created on first use and shared."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self._cloakers: dict[str, Cloaker] = {}
+        self._lock = threading.Lock()
+
+    def cloaker(self, model: str) -> Cloaker:
+        model = (model or "mini").strip()
+        with self._lock:
+            if model not in self._cloakers:
+                self._cloakers[model] = Cloaker(model, device=self.device)
+            return self._cloakers[model]
+
+
+@dataclass
+class Cloaked:
+    """One cloaked upload: its files and figures, and arrays for display."""
+
+    name: str
+    output: Path
+    sidecar: Path
+    figures: dict
+    before: np.ndarray  # (H, W, 3) uint8
+    after: np.ndarray  # (H, W, 3) uint8
+    perturbation: np.ndarray  # (H, W, 3) uint8, amplified
+
+
+@dataclass
+class Batch:
+    results: list[Cloaked] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    archive: Path | None = None
+
+
+def check_uploads(paths: list[str | Path], limits: Limits) -> tuple[list[Path], list[str]]:
+    """Split uploads into files to cloak and one-line reasons for the others (count and size limits)."""
+    paths = [Path(p) for p in paths or []]
+    errors = []
+    if len(paths) > limits.max_files:
+        errors.append(f"{len(paths)} files uploaded; at most {limits.max_files} per run, the first "
+                      f"{limits.max_files} are used")
+        paths = paths[:limits.max_files]
+    kept = []
+    for path in paths:
+        size_mb = path.stat().st_size / 2**20 if path.is_file() else 0
+        if size_mb > limits.max_file_mb:
+            errors.append(f"{path.name}: {size_mb:.0f} MB, over the {limits.max_file_mb:.0f} MB limit")
+        else:
+            kept.append(path)
+    return kept, errors
+
+
+def amplified(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """The perturbation made visible: 0.5 + δ scaled so that its largest value reaches the edge."""
+    delta = after - before
+    return (0.5 + delta * (0.5 / delta.abs().max().clamp(min=1 / 255))).clamp(0, 1)
+
+
+def _shrunk_copy(path: Path, art, folder: Path, side: int) -> Path:
+    """A PNG copy of an upload with its longest side at most ``side`` px (alpha kept), for previews."""
+    from ..io import save_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rgb = fit_to_grid(art.rgb[None], side, 8)[0]
+    alpha = None
+    if art.alpha is not None:
+        alpha = torch.nn.functional.interpolate(torch.from_numpy(art.alpha)[None, None].float(), size=rgb.shape[-2:],
+                                                mode="nearest")[0, 0].numpy().astype(art.alpha.dtype)
+    return save_image(folder / f"{path.stem}.png", rgb, alpha=alpha)
+
+
+def _display(path: Path) -> torch.Tensor:
+    return load_image(path, max_pixels=10**9).rgb
+
+
+def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, model: str = "mini",
+                  intensity: str = "default", quality: str = "default", target: str = "auto", seed: int = 0,
+                  limits: Limits = Limits(), preview: bool = False, progress=None) -> Batch:
+    """Cloak uploaded files into ``out_dir`` (PNG + JSON sidecar each, and a ZIP of all).
+
+    ``preview`` cloaks only the first file, shrunk to at most 256 px, with the
+    ``preview`` quality: a result within seconds. A file that cannot be read is
+    reported in ``Batch.errors`` and the others go on.
+    ``progress(name, index, count, step, steps)`` is called after each optimiser step.
+    """
+    config = resolve_config(intensity, "preview" if preview else quality)  # bad settings raise here
+    files, errors = check_uploads(paths, limits)
+    if preview:
+        files = files[:1]
+    cloaker = pool.cloaker(model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    batch = Batch(errors=errors)
+    readable = []
+    for path in files:  # read every file first: bad files are reported, the target is chosen on the good ones
+        try:
+            art = load_image(path, max_pixels=limits.max_pixels)
+        except ImageError as err:
+            batch.errors.append(str(err))
+            continue
+        if preview:  # a small copy is cloaked instead
+            path = _shrunk_copy(path, art, out_dir / "preview-input", 256)
+        readable.append((path, fit_to_grid(art.rgb[None], 128, cloaker.encoder.downsample)[0]))
+    if not readable:
+        return batch
+    resolved, choice = cloaker.resolve_target(target, [small for _, small in readable], seed)
+    record = {"intensity": intensity, "quality": "preview" if preview else quality, "target_choice": choice}
+    for index, (path, _) in enumerate(readable):
+        out = out_dir / f"{path.stem}.cloaked.png"
+        step = None if progress is None else (
+            lambda s, loss, name=path.name, i=index: progress(name, i, len(readable), s + 1, config.steps))
+        try:
+            result, sidecar = cloaker.cloak_file(path, out, config, target=resolved, seed=seed, record=record,
+                                                 max_pixels=limits.max_pixels, callback=step)
+        except (ImageError, ValueError, RuntimeError, OSError) as err:
+            batch.errors.append(str(err) if str(err).startswith(path.name) else f"{path.name}: {err}")
+            continue
+        before = _display(path)
+        after = result.image.cpu()
+        batch.results.append(Cloaked(
+            name=path.name, output=out, sidecar=out_dir / f"{path.stem}.cloak.json",
+            figures={k: sidecar[k] for k in ("perceptual_metric", "perceptual_distance", "psnr_db", "linf_levels",
+                                             "target", "seconds") if k in sidecar},
+            before=to_uint8(before), after=to_uint8(after), perturbation=to_uint8(amplified(before, after))))
+    if batch.results:
+        batch.archive = out_dir / ("sfumato-preview.zip" if preview else "sfumato-cloaked.zip")
+        with zipfile.ZipFile(batch.archive, "w", zipfile.ZIP_DEFLATED) as archive:
+            for item in batch.results:
+                archive.write(item.output, item.output.name)
+                archive.write(item.sidecar, item.sidecar.name)
+    return batch
+
+
+def style_thumbnails(side: int = 96) -> list[tuple[np.ndarray, str]]:
+    """The 26 built-in styles rendered on one photograph (scikit-image's astronaut), for the style picker."""
+    from PIL import Image
+    from skimage import data
+
+    from ..targets import BuiltinStyle, style_names
+
+    photo = Image.fromarray(data.astronaut()).crop((96, 0, 416, 320)).resize((side * 2, side * 2), Image.LANCZOS)
+    x = torch.from_numpy(np.array(photo)).permute(2, 0, 1)[None].float() / 255
+    out = []
+    for index, name in enumerate(style_names()):
+        styled = BuiltinStyle(index)(x)[0]
+        small = torch.nn.functional.interpolate(styled[None], size=(side, side), mode="bilinear", antialias=True)[0]
+        out.append((to_uint8(small.clamp(0, 1)), name))
+    return out

@@ -1,0 +1,178 @@
+"""The web app, driven through gradio_client against a live local server (embedded sfumato-mini, offline)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sfumato.ui.handlers import Limits, amplified, check_uploads
+
+from conftest import make_artwork
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@pytest.fixture(scope="module")
+def outside_connections():
+    """Every connection attempt to a non-loopback address while the app runs (there must be none)."""
+    attempts, original = [], socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in LOOPBACK:
+            attempts.append(address)
+            raise OSError(f"test blocks outside connections: {address}")
+        return original(self, address)
+
+    socket.socket.connect = guarded
+    yield attempts
+    socket.socket.connect = original
+
+
+@pytest.fixture(scope="module")
+def server(outside_connections):
+    from sfumato.ui import build_app
+    from sfumato.ui.app import THEME
+
+    app = build_app(limits=Limits(max_files=4))
+    app.queue(default_concurrency_limit=2)
+    _, url, _ = app.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, theme=THEME, quiet=True)
+    yield url
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def uploads(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uploads")
+    rgb = (make_artwork(96, 128, seed=1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    Image.fromarray(rgb).save(folder / "painting.png")
+    rgba = np.dstack([(make_artwork(112, 80, seed=2).permute(1, 2, 0).numpy() * 255).round().astype("uint8"),
+                      np.full((112, 80), 255, np.uint8)])
+    rgba[:30, :40, 3] = 0
+    rgba[60:, :, 3] = 128
+    Image.fromarray(rgba, "RGBA").save(folder / "sketch.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    return folder
+
+
+def _client(url):
+    from gradio_client import Client
+
+    return Client(url, verbose=False)
+
+
+def test_cloak_two_images_one_rgba_files_keep_size_and_alpha(server, uploads):
+    from gradio_client import handle_file
+
+    status, _, _, gallery, figures, downloads = _client(server).predict(
+        [handle_file(str(uploads / "painting.png")), handle_file(str(uploads / "sketch.png"))],
+        "default", "faster", "style-3", "mini", 0, api_name="/cloak")
+    assert status.startswith("Cloaked 2 image(s)")
+    files = {Path(p).name: Path(p) for p in downloads}
+    assert set(files) == {"painting.cloaked.png", "painting.cloak.json", "sketch.cloaked.png", "sketch.cloak.json",
+                          "sfumato-cloaked.zip"}
+    painting = Image.open(files["painting.cloaked.png"])
+    assert painting.size == (128, 96) and painting.mode == "RGB"
+    sketch, original = Image.open(files["sketch.cloaked.png"]), Image.open(uploads / "sketch.png")
+    assert sketch.size == (80, 112) and sketch.mode == "RGBA"
+    assert np.array_equal(np.asarray(sketch)[..., 3], np.asarray(original)[..., 3])  # alpha intact
+    changed = np.abs(np.asarray(sketch)[..., :3].astype(int) - np.asarray(original)[..., :3].astype(int))
+    assert 0 < changed.max() <= 8  # the default intensity's cap
+    sidecar = json.loads(files["sketch.cloak.json"].read_text())
+    assert sidecar["target"] == "style-3" and sidecar["quality"] == "faster"
+    assert [row[0] for row in figures["data"]] == ["painting.png", "sketch.png"]
+    with zipfile.ZipFile(files["sfumato-cloaked.zip"]) as archive:
+        assert sorted(archive.namelist()) == sorted(n for n in files if n != "sfumato-cloaked.zip")
+    assert len(gallery) == 2
+
+
+def test_preview_one_image_in_seconds(server, uploads):
+    from gradio_client import handle_file
+
+    status, slider, perturbation, gallery, figures, downloads = _client(server).predict(
+        [handle_file(str(uploads / "painting.png")), handle_file(str(uploads / "sketch.png"))],
+        "default", "auto", "mini", 0, api_name="/preview")
+    assert status.startswith("Cloaked 1 image(s)")  # the preview takes the first image only
+    assert len(figures["data"]) == 1 and figures["data"][0][0] == "painting.png"
+    assert Path(perturbation).is_file() and len(slider) == 2
+
+
+def test_corrupt_upload_gives_a_clear_error_and_others_go_on(server, uploads):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    client = _client(server)
+    status, *_, downloads = client.predict(
+        [handle_file(str(uploads / "broken.png")), handle_file(str(uploads / "painting.png"))],
+        "low", "faster", "style-5", "mini", 0, api_name="/cloak")
+    assert "1 skipped" in status and "broken.png" in status
+    assert any(Path(p).name == "painting.cloaked.png" for p in downloads)
+    with pytest.raises(AppError, match="broken.png"):
+        client.predict([handle_file(str(uploads / "broken.png"))], "default", "faster", "auto", "mini", 0,
+                       api_name="/cloak")
+
+
+def test_two_clients_at_once_get_their_own_results(server, uploads):
+    from gradio_client import handle_file
+
+    jobs = {}
+    barrier = threading.Barrier(2)
+
+    def cloak(name, seed):
+        client = _client(server)
+        barrier.wait()
+        jobs[name] = client.predict([handle_file(str(uploads / name))], "default", "faster", "style-3", "mini", seed,
+                                    api_name="/cloak")
+
+    threads = [threading.Thread(target=cloak, args=(n, s)) for n, s in (("painting.png", 1), ("sketch.png", 2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, seed in (("painting.png", 1), ("sketch.png", 2)):
+        downloads = jobs[name][5]
+        assert {Path(p).name for p in downloads} == {f"{Path(name).stem}.cloaked.png", f"{Path(name).stem}.cloak.json",
+                                                     "sfumato-cloaked.zip"}
+        sidecar = json.loads(next(Path(p) for p in downloads if p.endswith(".json")).read_text())
+        assert sidecar["seed"] == seed and Path(sidecar["input"]).name == name
+
+
+def test_no_outside_connection(server, outside_connections):
+    import urllib.request
+
+    page = urllib.request.urlopen(server).read().decode()
+    assert "sfumato" in page
+    assert outside_connections == []
+    assert "fonts.googleapis.com" not in page
+
+
+def test_upload_limits(tmp_path):
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (64, 64)).save(path)
+        paths.append(path)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"0" * (2 * 2**20))
+    kept, errors = check_uploads(paths + [big], Limits(max_files=6, max_file_mb=1))
+    assert kept == paths and errors == ["big.bin: 2 MB, over the 1 MB limit"]
+    kept, errors = check_uploads(paths, Limits(max_files=3))
+    assert kept == paths[:3] and "at most 3 per run" in errors[0]
+
+
+def test_amplified_perturbation_spans_the_range():
+    import torch
+
+    before = torch.full((3, 4, 4), 0.5)
+    after = before.clone()
+    after[0, 0, 0] += 4 / 255
+    after[1, 1, 1] -= 2 / 255
+    view = amplified(before, after)
+    assert view[0, 0, 0] == pytest.approx(1.0) and view[1, 1, 1] == pytest.approx(0.25) and view[2, 2, 2] == 0.5
