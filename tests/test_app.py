@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sfumato.ui.handlers import Limits, amplified, check_uploads
+from sfumato.cloak import visible_perturbation
+from sfumato.ui.handlers import Limits, check_uploads
 
 from conftest import make_artwork
 
@@ -174,5 +175,36 @@ def test_amplified_perturbation_spans_the_range():
     after = before.clone()
     after[0, 0, 0] += 4 / 255
     after[1, 1, 1] -= 2 / 255
-    view = amplified(before, after)
+    view = visible_perturbation(before, after)
     assert view[0, 0, 0] == pytest.approx(1.0) and view[1, 1, 1] == pytest.approx(0.25) and view[2, 2, 2] == 0.5
+
+
+def test_evaluate_tab_runs_the_harness_on_uploaded_art(tiny_pipeline_dir, tmp_path):
+    from dataclasses import replace
+
+    from gradio_client import Client, handle_file
+
+    from sfumato.evaluation import load_config
+    from sfumato.finetune import LoraSettings
+    from sfumato.ui import build_app
+
+    art = []
+    for i in range(3):
+        path = tmp_path / f"work-{i}.png"
+        Image.fromarray((make_artwork(64, 64, seed=i).permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(path)
+        art.append(path)
+    quick = load_config("mini-quick")
+    tiny = replace(quick, model=str(tiny_pipeline_dir), images=3,
+                   protect=replace(quick.protect, quality="preview", target="3"),
+                   lora=LoraSettings(steps=2, batch_size=2, rank=2, alpha=2.0),
+                   generate=replace(quick.generate, images_per_prompt=2, steps=2))
+    app = build_app(evaluation=tiny, work=tmp_path / "work")
+    app.queue()
+    _, url, _ = app.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        figure, chart, summary = Client(url, verbose=False).predict("artist02", [handle_file(str(p)) for p in art],
+                                                                   api_name="/evaluate")
+    finally:
+        app.close()
+    assert Path(figure).is_file() and Image.open(figure).width > 200
+    assert "# Mimicry evaluation" in summary and "sks" in summary

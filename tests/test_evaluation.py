@@ -263,3 +263,18 @@ def test_clip_zero_shot_score_on_a_tiny_local_clip(tmp_path):
     images = torch.stack([make_artwork(64, 64, seed=i) for i in range(4)])
     shares = clip_style_shares(images, str(tmp_path), ["a painting by sks", "a photo"])
     assert len(shares) == 2 and sum(shares) == pytest.approx(1.0)
+
+
+def test_retrained_weights_at_the_same_path_rerun_the_stages(tiny_pipeline_dir, tmp_path):
+    import shutil
+
+    from sfumato.evaluation.run import model_fingerprint
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_pipeline_dir, copy)
+    before = model_fingerprint(str(copy))
+    assert before == model_fingerprint(str(copy)) and before.startswith(f"{copy}@")
+    config = copy / "vae" / "config.json"
+    config.write_text(config.read_text().replace('"scaling_factor": 0.18215', '"scaling_factor": 0.2'))
+    assert model_fingerprint(str(copy)) != before
+    assert model_fingerprint("stable-diffusion-v1-5/stable-diffusion-v1-5") == "stable-diffusion-v1-5/stable-diffusion-v1-5"

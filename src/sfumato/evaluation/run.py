@@ -12,6 +12,7 @@ run on the main process while the others wait.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from .contract import read_manifest as read_stage, run_stage
 from .stages import (image_set, stage_art, stage_countermeasure, stage_finetune, stage_generate, stage_protect,
                      stage_score, victim_corpus)
 
-__all__ = ["Case", "cases", "run_evaluation"]
+__all__ = ["Case", "cases", "model_fingerprint", "run_evaluation"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,25 @@ class Case:
     @property
     def name(self) -> str:
         return f"{self.artist}-seed{self.seed}"
+
+
+def model_fingerprint(model: str) -> str:
+    """Names a model's exact weights, so that retrained weights at the same path rerun the stages.
+
+    Local folders hash their files' contents (files over 100 MB: their size and modification
+    time); a hub id stands for itself.
+    """
+    from ..models import resolve_model
+
+    folder = Path(resolve_model(model))
+    if not folder.is_dir():
+        return model
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(path.read_bytes() if stat.st_size < 100 * 2**20 else f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return f"{model}@{digest.hexdigest()[:12]}"
 
 
 def cases(config: EvaluationConfig) -> list[Case]:
@@ -65,7 +85,7 @@ class _Runner:
 def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str | Path | None = None, *,
                    accelerator=None, log=print) -> dict:
     """Run (or resume) every stage of every case, then write the report; returns ``metrics.json``'s content."""
-    from ..judge import load_judge
+    from ..judge import JUDGE_WEIGHTS, load_judge
     from ..models import native_resolution
     from ..perceptual import load_perceptual
     from .report import write_report
@@ -75,8 +95,10 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
     corpus = Path(config.corpus) if config.corpus else work / "corpus"
     resolution = native_resolution(config.model)
     run = _Runner(accelerator, log)
+    weights = model_fingerprint(config.model)
     device = config.device
     judge, perceptual = load_judge(), load_perceptual("auto")
+    judge_version = hashlib.sha256(JUDGE_WEIGHTS.read_bytes()).hexdigest()[:12]  # new judge weights: new scores
     started, results = time.perf_counter(), []
     for case in cases(config):
         folder = work / case.name
@@ -85,7 +107,7 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
                                           "images": config.images, "resolution": resolution, "seed": case.seed},
                   lambda out: stage_art(out, victim=case.victim, art=config.art, artist=case.artist,
                                         count=config.images, resolution=resolution, seed=case.seed, corpus=corpus))
-        protect = run("protect", folder / "protect", {"model": config.model, **asdict(config.protect), "seed": case.seed},
+        protect = run("protect", folder / "protect", {"model": weights, **asdict(config.protect), "seed": case.seed},
                       lambda out: stage_protect(out, folder / "art", model=config.model, settings=config.protect,
                                                 seed=case.seed, device=device), inputs=[art])
         cloaked_set, cloaked_manifest = folder / "protect", protect
@@ -96,7 +118,7 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
                                                                     spec=config.protect.countermeasure),
                                    inputs=[protect])
             cloaked_set = folder / "countermeasure"
-        lora = {"model": config.model, **asdict(config.lora), "seed": case.seed}
+        lora = {"model": weights, **asdict(config.lora), "seed": case.seed}
         tuned = {}
         for name, images, upstream in (("clean", folder / "art", art), ("cloaked", cloaked_set, cloaked_manifest)):
             tuned[name] = run(f"finetune-{name}", folder / f"finetune-{name}", lora,
@@ -105,7 +127,7 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
                                                                         device=device, accelerator=accelerator),
                               inputs=[upstream], distributed=True)
         prompts = [p.format(artist=case.artist) for p in config.generate.prompts]
-        sampling = {"model": config.model, "prompts": prompts, **asdict(config.generate), "seed": case.seed}
+        sampling = {"model": weights, "prompts": prompts, **asdict(config.generate), "seed": case.seed}
         generated = {}
         for name in ("base", "clean", "cloaked"):
             lora_folder = None if name == "base" else folder / f"finetune-{name}"
@@ -120,7 +142,8 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
         if config.clip_model:
             clip = {"model": config.clip_model, "labels": [label.format(artist=case.artist) for label in config.clip_labels],
                     "index": 0}
-        score = run("score", folder / "score", {"victim": case.victim, "clip": clip, "judge": "style-judge"},
+        score = run("score", folder / "score", {"victim": case.victim, "clip": clip, "judge": judge_version,
+                                                  "perceptual": type(perceptual).__name__},
                     lambda out: stage_score(out, art_folder=folder / "art", protect_folder=folder / "protect",
                                             generated={k: folder / f"generate-{k}" for k in generated},
                                             victim=case.victim, real=real, judge=judge, perceptual=perceptual,

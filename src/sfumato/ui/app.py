@@ -69,8 +69,12 @@ def _figures_table(batch) -> list[list]:
 
 
 def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limits(),
-              work: str | Path | None = None) -> gr.Blocks:
-    """The whole page. ``work`` holds the Evaluate tab's stage folders (reused across runs)."""
+              work: str | Path | None = None, evaluation=None) -> gr.Blocks:
+    """The whole page.
+
+    ``work`` holds the Evaluate tab's stage folders (reused across runs); ``evaluation``
+    is the :class:`~sfumato.evaluation.EvaluationConfig` that tab runs (``mini-quick``).
+    """
     pool = ModelPool(device)
     evaluate_lock = threading.Lock()
     work = Path(work) if work else Path(tempfile.gettempdir()) / "sfumato-app-evaluate"
@@ -118,7 +122,7 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
     def on_evaluate(victim, files, progress=gr.Progress()):
         from ..evaluation import load_config, run_evaluation
 
-        config = load_config("mini-quick")
+        config = evaluation or load_config("mini-quick")
         if files:
             art = Path(tempfile.mkdtemp(prefix="sfumato-art-"))
             for f in files:

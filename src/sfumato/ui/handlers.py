@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from ..api import Cloaker
+from ..cloak import visible_perturbation
 from ..config import resolve_config
 from ..io import ImageError, load_image, to_uint8
 from ..resize import fit_to_grid
 
-__all__ = ["Limits", "ModelPool", "Cloaked", "Batch", "check_uploads", "cloak_uploads", "amplified", "style_thumbnails"]
+__all__ = ["Limits", "ModelPool", "Cloaked", "Batch", "check_uploads", "cloak_uploads", "style_thumbnails"]
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,6 @@ def check_uploads(paths: list[str | Path], limits: Limits) -> tuple[list[Path], 
         else:
             kept.append(path)
     return kept, errors
-
-
-def amplified(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-    """The perturbation made visible: 0.5 + δ scaled so that its largest value reaches the edge."""
-    delta = after - before
-    return (0.5 + delta * (0.5 / delta.abs().max().clamp(min=1 / 255))).clamp(0, 1)
 
 
 def _shrunk_copy(path: Path, art, folder: Path, side: int) -> Path:
@@ -156,7 +151,7 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
             name=path.name, output=out, sidecar=out_dir / f"{path.stem}.cloak.json",
             figures={k: sidecar[k] for k in ("perceptual_metric", "perceptual_distance", "psnr_db", "linf_levels",
                                              "target", "seconds") if k in sidecar},
-            before=to_uint8(before), after=to_uint8(after), perturbation=to_uint8(amplified(before, after))))
+            before=to_uint8(before), after=to_uint8(after), perturbation=to_uint8(visible_perturbation(before, after))))
     if batch.results:
         batch.archive = out_dir / ("sfumato-preview.zip" if preview else "sfumato-cloaked.zip")
         with zipfile.ZipFile(batch.archive, "w", zipfile.ZIP_DEFLATED) as archive:
