@@ -39,8 +39,14 @@ def outside_connections():
 
 @pytest.fixture(scope="module")
 def server(outside_connections):
-    from sfumato.ui import build_app
+    import os
+
+    from sfumato.ui import build_app, stay_offline
     from sfumato.ui.app import THEME
+
+    os.environ.pop("HF_HUB_OFFLINE", None)  # as `python app.py` starts: stay_offline() must do the work
+    stay_offline()
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
 
     app = build_app(limits=Limits(max_files=4))
     app.queue(default_concurrency_limit=2)
@@ -208,3 +214,27 @@ def test_evaluate_tab_runs_the_harness_on_uploaded_art(tiny_pipeline_dir, tmp_pa
         app.close()
     assert Path(figure).is_file() and Image.open(figure).width > 200
     assert "# Mimicry evaluation" in summary and "sks" in summary
+
+
+def test_same_name_uploaded_twice_gets_two_outputs(tmp_path, tiny_vae_dir):
+    from sfumato.ui.handlers import ModelPool, cloak_uploads
+
+    paths = []
+    for i in range(2):
+        folder = tmp_path / f"upload{i}"
+        folder.mkdir()
+        image = (make_artwork(64, 64, seed=i).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        Image.fromarray(image).save(folder / "art.png")
+        paths.append(folder / "art.png")
+    batch = cloak_uploads(ModelPool(), paths, tmp_path / "out", model=str(tiny_vae_dir), quality="2", target="3")
+    assert [r.output.name for r in batch.results] == ["art.cloaked.png", "art-2.cloaked.png"]
+    assert [r.sidecar.name for r in batch.results] == ["art.cloak.json", "art-2.cloak.json"]
+    assert all(r.sidecar.is_file() for r in batch.results) and not batch.errors
+
+
+def test_unknown_model_is_a_clear_error(tmp_path, uploads):
+    from sfumato.models import ModelLoadError
+    from sfumato.ui.handlers import ModelPool, cloak_uploads
+
+    with pytest.raises(ModelLoadError, match="not-a-folder"):
+        cloak_uploads(ModelPool(), [uploads / "painting.png"], tmp_path, model=str(tmp_path / "not-a-folder"))

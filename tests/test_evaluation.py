@@ -278,3 +278,14 @@ def test_retrained_weights_at_the_same_path_rerun_the_stages(tiny_pipeline_dir, 
     config.write_text(config.read_text().replace('"scaling_factor": 0.18215', '"scaling_factor": 0.2'))
     assert model_fingerprint(str(copy)) != before
     assert model_fingerprint("stable-diffusion-v1-5/stable-diffusion-v1-5") == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+def test_verdict_says_when_the_attack_itself_failed():
+    from sfumato.evaluation.report import verdict
+
+    failed = {"mimicry_success": {"base": 0.0, "clean": 0.14, "cloaked": 0.14}, "protection_success": 0.86}
+    assert "attack did not work" in verdict(failed) and "nothing about protection" in verdict(failed)
+    stopped = {"mimicry_success": {"base": 0.0, "clean": 0.8, "cloaked": 0.05}, "protection_success": 0.95}
+    assert "the cloak stopped it:" in verdict(stopped)
+    partly = {"mimicry_success": {"base": 0.0, "clean": 0.8, "cloaked": 0.5}, "protection_success": 0.5}
+    assert "only partly" in verdict(partly)

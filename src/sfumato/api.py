@@ -118,8 +118,9 @@ class Cloaker:
 
     def cloak_file(self, path, out, config: CloakConfig, *, target, seed: int = 0, format: str = "png",
                    strip_metadata: bool = False, max_pixels: int | None = None, record: dict | None = None,
-                   callback=None) -> tuple[CloakResult, dict]:
-        """Cloak one image file into ``out`` and write its JSON sidecar beside it (``<input stem>.cloak.json``).
+                   sidecar_path=None, callback=None) -> tuple[CloakResult, dict]:
+        """Cloak one image file into ``out`` and write its JSON sidecar (``sidecar_path``, by default
+        ``<input stem>.cloak.json`` beside ``out``).
 
         Transparency, the ICC profile and the EXIF attribution fields are kept (unless
         ``strip_metadata``); ``target`` is an already resolved target, shared by a batch.
@@ -147,7 +148,7 @@ class Cloaker:
                    "figures_measured_on": "the 8-bit pixels before JPEG compression" if format == "jpeg"
                                           else "the written file's pixels",
                    **result.report}
-        write_json(out.parent / f"{path.stem}.cloak.json", sidecar)
+        write_json(sidecar_path or out.parent / f"{path.stem}.cloak.json", sidecar)
         return result, sidecar
 
     @torch.no_grad()

@@ -9,7 +9,7 @@ from pathlib import Path
 from .contract import hardware, versions
 from .stages import image_set
 
-__all__ = ["write_report", "side_by_side", "score_chart"]
+__all__ = ["write_report", "side_by_side", "score_chart", "verdict", "ATTACK_WORKS"]
 
 COLUMNS = (("art", "original"), ("protect", "cloaked copy"), ("generate-clean", "mimic trained on originals"),
            ("generate-cloaked", "mimic trained on cloaked"))
@@ -35,6 +35,16 @@ def side_by_side(folder: Path, out: Path, rows: int = 4) -> None:
     fig.tight_layout(pad=0.3)
     fig.savefig(out, dpi=80)
     plt.close(fig)
+    _palette(out)
+
+
+def _palette(path: Path) -> None:
+    """Rewrite a PNG with a 256-colour palette: a third of the size, for committed reports."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
 
 
 def score_chart(cases: list[dict], out: Path) -> None:
@@ -84,6 +94,24 @@ def _aggregate(cases: list[dict]) -> dict:
     out["visibility"] = {k: _mean(c["scores"]["visibility"][k]["mean"] for c in cases)
                          for k in ("perceptual_distance", "psnr_db", "ssim", "linf_levels")}
     return out
+
+
+#: Below this clean-LoRA mimicry success the attack itself has failed, and protection means nothing.
+ATTACK_WORKS = 0.6
+
+
+def verdict(aggregate: dict) -> str:
+    """One plain sentence on what the figures show (and do not)."""
+    ms = aggregate["mimicry_success"]
+    if ms["clean"] < ATTACK_WORKS:
+        return (f"the mimic trained on the originals reached only {_pct(ms['clean'])} (below "
+                f"{ATTACK_WORKS:.0%}): the attack did not work here, so this run shows nothing about protection "
+                f"(its protection figure would be high without any cloak).")
+    if aggregate["protection_success"] >= 0.9:
+        return (f"the attack works on the originals ({_pct(ms['clean'])}) and the cloak stopped it: "
+                f"{_pct(aggregate['protection_success'])} of the cloaked mimic's images are not in the artist's style.")
+    return (f"the attack works on the originals ({_pct(ms['clean'])}) but the cloak stopped it only partly: "
+            f"the cloaked mimic still reached {_pct(ms['cloaked'])}.")
 
 
 def _pct(x) -> str:
@@ -154,6 +182,7 @@ def _markdown(m: dict) -> str:
                   f"| LoRA on the cloaked copies (mimicry success, cloaked) | {_pct(ms['cloaked'])} |", "",
                   f"**Protection success** (cloaked-LoRA images not judged the artist's style): "
                   f"**{_pct(agg['protection_success'])}**, mean over {agg['cases']} case(s).", "",
+                  f"**Verdict**: {verdict(agg)}", "",
                   "| artist | seeds | mimicry, clean | mimicry, cloaked | protection |", "|---|---|---|---|---|"]
         for artist, v in agg["per_victim"].items():
             lines.append(f"| {artist} | {v['seeds']} | {_pct(v['mimicry_clean'])} | {_pct(v['mimicry_cloaked'])} | "

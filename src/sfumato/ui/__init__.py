@@ -2,7 +2,21 @@
 
 from .handlers import Limits
 
-__all__ = ["Limits", "build_app", "serve"]
+__all__ = ["Limits", "build_app", "serve", "stay_offline"]
+
+
+def stay_offline(online: bool = False) -> None:
+    """Make the app's process connect nowhere: no Gradio analytics, no hub or weight downloads.
+
+    With ``online``, models given as hub ids (and LPIPS's AlexNet weights) may be downloaded;
+    otherwise they are read from the local caches only.
+    """
+    import os
+
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    if not online:
+        os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def build_app(**kwargs):
@@ -21,11 +35,14 @@ def serve(argv: list[str] | None = None) -> None:
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link (goes online)")
     parser.add_argument("--model", default="mini", help="default model: mini, a hub id or a local folder")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--online", action="store_true",
+                        help="allow downloads: models given as hub ids (default: local files and caches only)")
     parser.add_argument("--concurrency", type=int, default=2, help="requests served at once (default: 2)")
     parser.add_argument("--max-files", type=int, default=Limits.max_files)
     parser.add_argument("--max-file-mb", type=float, default=Limits.max_file_mb)
     parser.add_argument("--max-pixels", type=int, default=Limits.max_pixels)
     args = parser.parse_args(argv)
+    stay_offline(args.online)
     limits = Limits(max_files=args.max_files, max_file_mb=args.max_file_mb, max_pixels=args.max_pixels)
 
     from .app import THEME, build_app as build

@@ -19,6 +19,7 @@ import gradio as gr  # noqa: E402
 
 from ..config import INTENSITY_PRESETS, QUALITY_PRESETS  # noqa: E402
 from ..corpus import VICTIM_STYLES, artist_token  # noqa: E402
+from ..models import ModelLoadError  # noqa: E402
 from ..targets import style_names  # noqa: E402
 from .handlers import Limits, ModelPool, cloak_uploads, style_thumbnails  # noqa: E402
 
@@ -97,7 +98,7 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
             batch = cloak_uploads(pool, [getattr(f, "name", f) for f in files], out_dir, model=model_name,
                                   intensity=intensity, quality=quality, target=target, seed=int(seed or 0),
                                   limits=limits, preview=preview, progress=report)
-        except ValueError as err:
+        except (ValueError, ModelLoadError) as err:
             raise gr.Error(str(err)) from None
         for message in batch.errors:
             gr.Warning(message)
@@ -136,7 +137,7 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
         try:
             report_dir = Path(tempfile.mkdtemp(prefix="sfumato-report-"))
             metrics = run_evaluation(config, work, report_dir, log=lambda message: progress(0, desc=message))
-        except (ValueError, FileNotFoundError) as err:
+        except (ValueError, FileNotFoundError, ModelLoadError) as err:
             raise gr.Error(str(err)) from None
         finally:
             evaluate_lock.release()

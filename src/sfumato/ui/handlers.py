@@ -116,13 +116,13 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
     """
     config = resolve_config(intensity, "preview" if preview else quality)  # bad settings raise here
     files, errors = check_uploads(paths, limits)
-    if preview:
-        files = files[:1]
     cloaker = pool.cloaker(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     batch = Batch(errors=errors)
-    readable = []
+    readable, stems = [], set()
     for path in files:  # read every file first: bad files are reported, the target is chosen on the good ones
+        if preview and readable:
+            break  # a preview cloaks the first readable file only
         try:
             art = load_image(path, max_pixels=limits.max_pixels)
         except ImageError as err:
@@ -136,19 +136,22 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
     resolved, choice = cloaker.resolve_target(target, [small for _, small in readable], seed)
     record = {"intensity": intensity, "quality": "preview" if preview else quality, "target_choice": choice}
     for index, (path, _) in enumerate(readable):
-        out = out_dir / f"{path.stem}.cloaked.png"
+        stem = path.stem if path.stem not in stems else f"{path.stem}-{index + 1}"  # same name uploaded twice
+        stems.add(stem)
+        out = out_dir / f"{stem}.cloaked.png"
         step = None if progress is None else (
             lambda s, loss, name=path.name, i=index: progress(name, i, len(readable), s + 1, config.steps))
         try:
             result, sidecar = cloaker.cloak_file(path, out, config, target=resolved, seed=seed, record=record,
-                                                 max_pixels=limits.max_pixels, callback=step)
+                                                 max_pixels=limits.max_pixels, sidecar_path=out_dir / f"{stem}.cloak.json",
+                                                 callback=step)
         except (ImageError, ValueError, RuntimeError, OSError) as err:
             batch.errors.append(str(err) if str(err).startswith(path.name) else f"{path.name}: {err}")
             continue
         before = _display(path)
         after = result.image.cpu()
         batch.results.append(Cloaked(
-            name=path.name, output=out, sidecar=out_dir / f"{path.stem}.cloak.json",
+            name=path.name, output=out, sidecar=out_dir / f"{stem}.cloak.json",
             figures={k: sidecar[k] for k in ("perceptual_metric", "perceptual_distance", "psnr_db", "linf_levels",
                                              "target", "seconds") if k in sidecar},
             before=to_uint8(before), after=to_uint8(after), perturbation=to_uint8(visible_perturbation(before, after))))
