@@ -238,3 +238,24 @@ def test_unknown_model_is_a_clear_error(tmp_path, uploads):
 
     with pytest.raises(ModelLoadError, match="not-a-folder"):
         cloak_uploads(ModelPool(), [uploads / "painting.png"], tmp_path, model=str(tmp_path / "not-a-folder"))
+
+
+def test_app_py_command_line_serves_on_loopback(monkeypatch):
+    import os
+    import urllib.request
+
+    from sfumato.ui import serve
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    app = serve(["--port", str(port), "--max-file-mb", "2.5", "--concurrency", "1"], block=False)
+    try:
+        assert app.local_url.startswith(f"http://127.0.0.1:{port}")
+        assert app.max_file_size == int(2.5 * 2**20)
+        assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+        assert b"sfumato" in urllib.request.urlopen(app.local_url).read()
+    finally:
+        app.close()

@@ -25,8 +25,11 @@ def build_app(**kwargs):
     return build(**kwargs)
 
 
-def serve(argv: list[str] | None = None) -> None:
-    """``python app.py``: serve the page on 127.0.0.1 (``--host``, ``--port``, ``--share`` only when asked)."""
+def serve(argv: list[str] | None = None, *, block: bool = True):
+    """``python app.py``: serve the page on 127.0.0.1 (``--host``, ``--port``, ``--share`` only when asked).
+
+    Returns the running app when ``block`` is False (for tests); otherwise serves until stopped.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(prog="python app.py", description="sfumato's web app, offline.")
@@ -50,4 +53,5 @@ def serve(argv: list[str] | None = None) -> None:
     app = build(model=args.model, device=args.device, limits=limits)
     app.queue(default_concurrency_limit=args.concurrency, max_size=64)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, theme=THEME,
-               max_file_size=f"{args.max_file_mb}mb", show_error=True)
+               max_file_size=int(args.max_file_mb * 2**20), show_error=True, prevent_thread_lock=not block)
+    return app
