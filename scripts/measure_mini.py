@@ -31,10 +31,11 @@ from sfumato.judge import load_judge
 from sfumato.perceptual import psnr
 
 from sfumato.evaluation.contract import hardware
+from sfumato.evaluation.metrics import judged_shares
 
 
 def judged_share(judge, images: torch.Tensor, style: int) -> float:
-    return float((judge.probabilities(images).argmax(-1) == style).float().mean())
+    return judged_shares(judge.probabilities(images), {"style": style})["style"]
 
 
 @torch.no_grad()

@@ -112,8 +112,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             **{"protect.intensity": args.intensity, "protect.quality": args.quality, "protect.target": args.target,
                "protect.countermeasure": args.countermeasure, "lora.steps": args.lora_steps,
                "lora.rank": args.lora_rank, "generate.images_per_prompt": args.images_per_prompt})
-        if args.device != "cpu" and args.device is not None:
-            check_device(args.device)
+        check_device(config.device)
     except (ValueError, ModelLoadError) as err:
         _error(str(err))
         return 2

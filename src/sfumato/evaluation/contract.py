@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["MANIFEST", "run_stage", "read_manifest", "write_images", "read_images", "versions", "hardware"]
+__all__ = ["MANIFEST", "run_stage", "is_current", "read_manifest", "write_images", "read_images", "versions", "hardware"]
 
 MANIFEST = "manifest.json"
 
@@ -59,6 +59,12 @@ def read_manifest(folder: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def is_current(stage: str, folder: str | Path, settings: dict, inputs: list[dict] = ()) -> bool:
+    """Whether ``folder`` already holds this stage's output for these settings and inputs."""
+    found = read_manifest(folder)
+    return found is not None and found.get("key") == _key(stage, settings, list(inputs))
+
+
 def run_stage(stage: str, folder: str | Path, settings: dict, build, *, inputs: list[dict] = (), log=print) -> dict:
     """Run ``build(folder) -> dict`` unless ``folder`` already holds this stage for these settings.
 
@@ -74,10 +80,9 @@ def run_stage(stage: str, folder: str | Path, settings: dict, build, *, inputs: 
     """
     folder, inputs = Path(folder), list(inputs)
     key = _key(stage, settings, inputs)
-    found = read_manifest(folder)
-    if found is not None and found.get("key") == key:
+    if is_current(stage, folder, settings, inputs):
         log(f"[{stage}] reused {folder}")
-        return found | {"reused": True}
+        return read_manifest(folder) | {"reused": True}
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..corpus import artist_token, load_images, read_manifest
 from .config import EvaluationConfig
-from .contract import read_manifest as read_stage, run_stage
+from .contract import is_current, read_manifest as read_stage, run_stage
 from .stages import (image_set, stage_art, stage_countermeasure, stage_finetune, stage_generate, stage_protect,
                      stage_score, victim_corpus)
 
@@ -74,7 +74,7 @@ class _Runner:
             return run_stage(stage, folder, settings, build, inputs=inputs, log=self.log)
         if acc.is_main_process:
             manifest = run_stage(stage, folder, settings, build, inputs=inputs, log=self.log)
-        elif distributed and (read_stage(folder) or {}).get("settings") != settings:
+        elif distributed and not is_current(stage, folder, settings, inputs):  # the main process's decision
             scratch = folder.with_name(f"{folder.name}.rank{acc.process_index}")
             scratch.mkdir(parents=True, exist_ok=True)
             build(scratch)  # joins the distributed fine-tune; only the main process's output is kept
