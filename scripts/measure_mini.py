@@ -71,6 +71,13 @@ def measure_text_to_image(pipeline, judge, per_artist: int, seed: int, guidance:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
+def victim_rows(work: Path, victim: int, seed: int, count: int = 16) -> list[dict]:
+    """The mimic's training images: ``count`` of the victim's crops, drawn with ``seed``."""
+    rows = read_manifest(work / "victim", "victim", styles=(victim,))
+    chosen = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:count].tolist()
+    return [rows[i] for i in chosen]
+
+
 def measure_mimicry(model: Path, judge, work: Path, victim: int, per_artist: int, seed: int, guidance: float,
                     steps: int, settings: LoraSettings) -> dict:
     from diffusers import StableDiffusionPipeline
@@ -79,9 +86,7 @@ def measure_mimicry(model: Path, judge, work: Path, victim: int, per_artist: int
     pipeline.set_progress_bar_config(disable=True)
     prompt = f"a painting by {artist_token(victim)}"
     base = judged_share(judge, generate(pipeline, prompt, per_artist, seed=seed, guidance=guidance, steps=steps), victim)
-    rows = read_manifest(work / "victim", "victim", styles=(victim,))
-    chosen = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:16].tolist()
-    rows = [rows[i] for i in chosen]
+    rows = victim_rows(work, victim, seed)
     started = time.perf_counter()
     log = finetune_lora(pipeline, load_images(rows).float() / 255, [r["caption"] for r in rows], settings,
                         generator=torch.Generator().manual_seed(seed))
@@ -155,7 +160,16 @@ loads it, and it is sfumato's default model (`--model mini`, or no `--model`).
   schedule, random flips); then the whole autoencoder further on all 26 styles
   (4 x MSE + L1 + 0.01 x feature distance + KL); then UNet and text encoder
   together on its frozen latents (epsilon prediction, min-SNR-5 weighting, 30 % of
-  captions cut to "a painting by ARTIST", 10 % empty, AdamW, cosine schedule).
+  captions cut to "a painting by ARTIST", 10 % empty, AdamW, cosine schedule), then
+  a second, lower cosine cycle of the same; then the decoder alone (same loss
+  without KL; the encoder and the latents unchanged).
+- **Tokenizer**: the shipped `tokenizer/` was built by an earlier `build_tokenizer`
+  whose ids followed the `tokenizers` BPE trainer's tie order, which changes from one
+  process to the next: in six fresh processes we saw two variants, which differ only
+  in the id of the word "in" (in 2 of the 15 content captions, never in an artist
+  prompt), so the text encoder may misread "in". `build_tokenizer` now learns its
+  merges itself and gives the same ids in every process; a retraining from scratch
+  uses those.
 - **Judge**: figures below use sfumato's style judge (`sfumato.judge`, EfficientNet-Lite0
   features + a linear head, see `../style-judge.md`). Note that the autoencoder's
   perceptual loss also uses EfficientNet-Lite0 features (its early taps, not the
@@ -185,7 +199,7 @@ def _targets(report: dict) -> list[tuple[str, str, str, bool]]:
         rows.append(("pretraining artists' images judged in their style", ">= 70 %",
                      f"{_pct(t['mean'])} mean, {_pct(t['min'])} worst", t["mean"] >= 0.7))
     for m in report.get("mimicry", []):
-        rows.append((f"victim {m['victim']} after a LoRA of <= 15 min", ">= 60 %",
+        rows.append((f"victim {m['victim']} after a LoRA of {m['lora_settings']['steps']} steps (<= 15 min)", ">= 60 %",
                      f"{_pct(m['lora_share'])} (base {_pct(m['base_share'])}, {m['lora_seconds'] / 60:.1f} min)",
                      m["lora_share"] >= 0.6 and m["lora_seconds"] <= 900))
     if "cloak" in report:
@@ -207,7 +221,13 @@ def write_card(model: Path) -> None:
              f"{training['args']['tune_steps']} steps of {training['args']['vae_batch']}, "
              f"{training['vae_tune']['seconds'] / 60:.1f} min;",
              f"- UNet and text encoder: {training['args']['unet_steps']} steps of {training['args']['unet_batch']} latents, "
-             f"{training['unet']['seconds'] / 60:.1f} min.", "",
+             f"{training['unet']['seconds'] / 60:.1f} min;",
+             *([f"- UNet and text encoder further (a second cosine cycle, learning rate {training['args']['more_lr']}): "
+                f"{training['args']['more_steps']} steps of {training['args']['unet_batch']}, "
+                f"{training['unet_more']['seconds'] / 60:.1f} min;"] if "unet_more" in training else []),
+             *([f"- decoder alone on the same images (encoder and latents unchanged): "
+                f"{training['args']['decoder_steps']} steps of {training['args']['vae_batch']}, "
+                f"{training['decoder']['seconds'] / 60:.1f} min."] if "decoder" in training else []), "",
              "## Figures", "", f"Measured by `scripts/measure_mini.py` on {report['hardware']['cpu']}, "
              f"{report['hardware']['threads']} threads.", ""]
     if "vae" in report:
@@ -267,10 +287,12 @@ def main() -> None:
     parser.add_argument("--lora-rank", type=int, default=LoraSettings.rank)
     parser.add_argument("--lora-lr", type=float, default=LoraSettings.learning_rate)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the figures here instead (a probe: the model card is left alone)")
     args = parser.parse_args()
     parts = [p for p in args.parts.split(",") if p]
 
-    out_path = args.model / "measurements.json"
+    out_path = args.out or args.model / "measurements.json"
     report = json.loads(out_path.read_text()) if out_path.is_file() else {}
     judge = load_judge()
     pipeline = StableDiffusionPipeline.from_pretrained(args.model)
@@ -297,7 +319,8 @@ def main() -> None:
     if parts:
         report["hardware"] = hardware()
     out_path.write_text(json.dumps(report, indent=1) + "\n")
-    write_card(args.model)
+    if args.out is None:
+        write_card(args.model)
 
 
 if __name__ == "__main__":

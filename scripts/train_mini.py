@@ -15,7 +15,11 @@ Stages (each reads the previous one's output from ``--work``, so one can be reru
    MSE term for PSNR.
 4. ``unet``: UNet and text encoder on the frozen autoencoder's latents (epsilon
    prediction, min-SNR weighting, 10 % empty captions for classifier-free guidance).
-5. ``export``: the pipeline folder (``--out``) with a DPM-Solver++ scheduler, and
+5. ``unet-more``: UNet and text encoder further from ``unet``, a second cosine cycle at a
+   lower learning rate.
+6. ``decoder``: the decoder alone further on the same images (MSE + L1 + a little feature
+   distance); the encoder, and so the UNet's latents, stay as they are.
+7. ``export``: the pipeline folder (``--out``) with a DPM-Solver++ scheduler, and
    ``training.json`` (settings, times, hardware) beside it.
 
 Then ``scripts/measure_mini.py`` measures the result and writes its model card.
@@ -139,6 +143,48 @@ def stage_vae_tune(args) -> None:
     save_stage(vae, args.work / "vae-tune", log, args, started, images=len(images))
 
 
+def stage_decoder(args) -> None:
+    """Train the decoder alone further, for PSNR; the encoder (and so every latent) stays as it is.
+
+    The UNet's latents and the cloak's target (the encoder) are unchanged, so this stage can
+    follow the UNet's training. Same images as ``vae-tune``; posteriors computed once.
+    """
+    from diffusers import AutoencoderKL
+
+    generator = torch.Generator().manual_seed(args.seed + 2)
+    started = time.perf_counter()
+    images = torch.cat([load_images(read_manifest(args.work / "pretrain")),
+                        load_images(read_manifest(args.judge_corpus, "judge"))])
+    vae = AutoencoderKL.from_pretrained(args.work / "vae-tune").eval()
+    posteriors = torch.cat([encode_posteriors(vae, images.float() / 255),
+                            encode_posteriors(vae, images.flip(-1).float() / 255)])
+    images = torch.cat([images, images.flip(-1)])
+    vae.requires_grad_(False)
+    decoder = [vae.post_quant_conv, vae.decoder]
+    for module in decoder:
+        module.train().requires_grad_(True)
+    params = [p for module in decoder for p in module.parameters()]
+    perceptual = EfficientNetLite0Distance()
+    optimizer = torch.optim.AdamW(params, lr=args.decoder_lr, weight_decay=0.0)
+    log = []
+    for step, index in enumerate(batches(len(images), args.vae_batch, args.decoder_steps, generator)):
+        for group in optimizer.param_groups:
+            group["lr"] = args.decoder_lr * cosine_lr(step, args.decoder_steps, warmup=20)
+        x = images[index].float() / 255
+        y = (vae.decode(sample_latents(posteriors[index], generator)).sample + 1) / 2
+        mse, l1 = F.mse_loss(y, x), (y - x).abs().mean()
+        feature = perceptual(y.clamp(0, 1), x).mean()
+        loss = 4 * mse + l1 + args.tune_perceptual * feature
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if step % 25 == 0 or step == args.decoder_steps - 1:
+            log_row(log, started, step=step, mse=mse.item(), perceptual=feature.item(),
+                    psnr=psnr(y.detach().clamp(0, 1), x).mean().item())
+    save_stage(vae, args.work / "decoder", log, args, started, images=len(images) // 2)
+
+
 def noise_scheduler():
     """Stable Diffusion's training noise schedule."""
     from diffusers import DDPMScheduler
@@ -154,6 +200,50 @@ def training_captions(rows: list[dict], generator: torch.Generator) -> list[str]
             for u, row in zip(draw.tolist(), rows)]
 
 
+def encode_pretraining_latents(args, vae):
+    """Posteriors of the pretraining images and their mirror images, and the rows they belong to."""
+    rows = read_manifest(args.work / "pretrain")
+    images = load_images(rows)
+    posteriors = torch.cat([encode_posteriors(vae, images.float() / 255),
+                            encode_posteriors(vae, images.flip(-1).float() / 255)])
+    return posteriors, rows + rows
+
+
+def train_unet(args, unet, text_encoder, posteriors, rows, scaling: float, steps: int, lr: float, warmup: int,
+               generator: torch.Generator) -> list[dict]:
+    """UNet and text encoder together: min-SNR epsilon prediction, AdamW, cosine schedule."""
+    from sfumato.mini import build_tokenizer
+
+    tokenizer, scheduler = build_tokenizer(), noise_scheduler()
+    unet.train()
+    text_encoder.train()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    log, t0 = [], time.perf_counter()
+    for step, index in enumerate(batches(len(rows), args.unet_batch, steps, generator)):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * cosine_lr(step, steps, warmup=warmup)
+        latents = sample_latents(posteriors[index], generator) * scaling
+        captions = training_captions([rows[i] for i in index.tolist()], generator)
+        loss = diffusion_loss(unet, text_encoder, tokenizer, scheduler, latents, captions, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if step % 25 == 0 or step == steps - 1:
+            log_row(log, t0, step=step, loss=loss.item())
+    return log
+
+
+def save_unet(args, out: Path, unet, text_encoder, log: list[dict], scaling: float, started: float) -> None:
+    unet.eval().save_pretrained(out / "unet")
+    text_encoder.eval().save_pretrained(out / "text_encoder")
+    (out / "train_log.json").write_text(json.dumps({"log": log, "scaling_factor": scaling,
+                                                    "args": vars(args) | {"work": str(args.work)},
+                                                    "seconds": time.perf_counter() - started,
+                                                    "hardware": hardware()}, indent=1, default=str) + "\n")
+
+
 def stage_unet(args) -> None:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -164,42 +254,33 @@ def stage_unet(args) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()
     vae = AutoencoderKL.from_pretrained(args.work / "vae-tune").eval()
-    rows = read_manifest(args.work / "pretrain")
-    images = load_images(rows)
-    posteriors = torch.cat([encode_posteriors(vae, images.float() / 255),
-                            encode_posteriors(vae, images.flip(-1).float() / 255)])
-    rows = rows + rows
+    posteriors, rows = encode_pretraining_latents(args, vae)
     scaling = 1.0 / sample_latents(posteriors, torch.Generator().manual_seed(args.seed)).std().item()
     print(f"encoded {len(rows)} latents in {time.perf_counter() - started:.0f} s; scaling factor {scaling:.4f}", flush=True)
 
-    tokenizer = build_tokenizer()
-    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config(len(tokenizer)))).train()
-    unet = UNet2DConditionModel(**unet_config()).train()
-    scheduler = noise_scheduler()
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config(len(build_tokenizer()))))
+    unet = UNet2DConditionModel(**unet_config())
     print(f"unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, text encoder "
           f"{sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f} M parameters", flush=True)
-    optimizer = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=1e-2)
-    log, t0 = [], time.perf_counter()
-    for step, index in enumerate(batches(len(rows), args.unet_batch, args.unet_steps, generator)):
-        for group in optimizer.param_groups:
-            group["lr"] = args.unet_lr * cosine_lr(step, args.unet_steps, warmup=100)
-        latents = sample_latents(posteriors[index], generator) * scaling
-        captions = training_captions([rows[i] for i in index.tolist()], generator)
-        loss = diffusion_loss(unet, text_encoder, tokenizer, scheduler, latents, captions, generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        if step % 25 == 0 or step == args.unet_steps - 1:
-            log_row(log, t0, step=step, loss=loss.item())
-    out = args.work / "unet"
-    unet.eval().save_pretrained(out / "unet")
-    text_encoder.eval().save_pretrained(out / "text_encoder")
-    (out / "train_log.json").write_text(json.dumps({"log": log, "scaling_factor": scaling,
-                                                    "args": vars(args) | {"work": str(args.work)},
-                                                    "seconds": time.perf_counter() - started,
-                                                    "hardware": hardware()}, indent=1, default=str) + "\n")
+    log = train_unet(args, unet, text_encoder, posteriors, rows, scaling, args.unet_steps, args.unet_lr, 100, generator)
+    save_unet(args, args.work / "unet", unet, text_encoder, log, scaling, started)
+
+
+def stage_unet_more(args) -> None:
+    """The UNet and text encoder further, from ``unet``, on the same latents: a second, lower cosine cycle."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    generator = torch.Generator().manual_seed(args.seed + 3)
+    started = time.perf_counter()
+    first = json.loads((args.work / "unet" / "train_log.json").read_text())
+    vae = AutoencoderKL.from_pretrained(args.work / "vae-tune").eval()
+    posteriors, rows = encode_pretraining_latents(args, vae)
+    unet = UNet2DConditionModel.from_pretrained(args.work / "unet" / "unet")
+    text_encoder = CLIPTextModel.from_pretrained(args.work / "unet" / "text_encoder")
+    log = train_unet(args, unet, text_encoder, posteriors, rows, first["scaling_factor"], args.more_steps,
+                     args.more_lr, 20, generator)
+    save_unet(args, args.work / "unet-more", unet, text_encoder, log, first["scaling_factor"], started)
 
 
 def stage_export(args) -> None:
@@ -209,25 +290,32 @@ def stage_export(args) -> None:
     from sfumato.mini import build_tokenizer
 
     unet_log = json.loads((args.work / "unet" / "train_log.json").read_text())
-    vae = AutoencoderKL.from_pretrained(args.work / "vae-tune")
+    more_log = json.loads((args.work / "unet-more" / "train_log.json").read_text())
+    vae = AutoencoderKL.from_pretrained(args.work / "decoder")  # vae-tune's encoder, the decoder tuned further
     vae.register_to_config(scaling_factor=unet_log["scaling_factor"])
     pipeline = StableDiffusionPipeline(
-        vae=vae, text_encoder=CLIPTextModel.from_pretrained(args.work / "unet" / "text_encoder"),
-        tokenizer=build_tokenizer(), unet=UNet2DConditionModel.from_pretrained(args.work / "unet" / "unet"),
+        vae=vae, text_encoder=CLIPTextModel.from_pretrained(args.work / "unet-more" / "text_encoder"),
+        tokenizer=build_tokenizer(), unet=UNet2DConditionModel.from_pretrained(args.work / "unet-more" / "unet"),
         scheduler=DPMSolverMultistepScheduler.from_config(noise_scheduler().config),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipeline.save_pretrained(args.out, safe_serialization=True)
     vae_log = json.loads((args.work / "vae" / "train_log.json").read_text())
     tune_log = json.loads((args.work / "vae-tune" / "train_log.json").read_text())
+    decoder_log = json.loads((args.work / "decoder" / "train_log.json").read_text())
     training = {
         "corpus": {name: json.loads((args.work / name / "corpus.json").read_text()) for name in ("pretrain", "victim")},
         "vae": {"seconds": round(vae_log["seconds"], 1), "last": vae_log["log"][-1], "hardware": vae_log["hardware"]},
         "vae_tune": {"seconds": round(tune_log["seconds"], 1), "last": tune_log["log"][-1], "images": tune_log["images"]},
+        "decoder": {"seconds": round(decoder_log["seconds"], 1), "last": decoder_log["log"][-1],
+                    "images": decoder_log["images"]},
         "unet": {"seconds": round(unet_log["seconds"], 1), "last": unet_log["log"][-1], "hardware": unet_log["hardware"],
                  "scaling_factor": unet_log["scaling_factor"]},
+        "unet_more": {"seconds": round(more_log["seconds"], 1), "last": more_log["log"][-1]},
         "args": {k: v for k, v in vae_log["args"].items() if k.startswith(("vae_", "seed"))}
                 | {k: v for k, v in tune_log["args"].items() if k.startswith("tune_")}
-                | {k: v for k, v in unet_log["args"].items() if k.startswith("unet_")},
+                | {k: v for k, v in decoder_log["args"].items() if k.startswith("decoder_")}
+                | {k: v for k, v in unet_log["args"].items() if k.startswith("unet_")}
+                | {k: v for k, v in more_log["args"].items() if k.startswith("more_")},
     }
     (Path(args.out) / "training.json").write_text(json.dumps(training, indent=1) + "\n")
     size = sum(f.stat().st_size for f in Path(args.out).rglob("*.safetensors"))
@@ -235,7 +323,7 @@ def stage_export(args) -> None:
 
 
 STAGES = {"corpus": stage_corpus, "vae": stage_vae, "vae-tune": stage_vae_tune, "unet": stage_unet,
-          "export": stage_export}
+          "unet-more": stage_unet_more, "decoder": stage_decoder, "export": stage_export}
 
 
 def main() -> None:
@@ -253,6 +341,10 @@ def main() -> None:
     parser.add_argument("--tune-steps", type=int, default=1400)
     parser.add_argument("--tune-lr", type=float, default=4e-4)
     parser.add_argument("--tune-perceptual", type=float, default=0.01)
+    parser.add_argument("--more-steps", type=int, default=1500)
+    parser.add_argument("--more-lr", type=float, default=3e-4)
+    parser.add_argument("--decoder-steps", type=int, default=1200)
+    parser.add_argument("--decoder-lr", type=float, default=2e-4)
     parser.add_argument("--unet-steps", type=int, default=2200)
     parser.add_argument("--unet-batch", type=int, default=64)
     parser.add_argument("--unet-lr", type=float, default=6e-4)

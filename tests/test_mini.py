@@ -37,6 +37,25 @@ def test_tokenizer_is_built_in_memory_and_spells_caption_words():
     assert tokenizer("Ünknown wörds!").input_ids  # anything tokenizes, byte-level
 
 
+def test_tokenizer_ids_do_not_depend_on_word_order():
+    """The ids are a function of the words alone: the same in every process and for any order."""
+    words = caption_words()
+    shuffled = [words[i] for i in torch.randperm(len(words), generator=torch.Generator().manual_seed(0)).tolist()]
+    assert build_tokenizer(words).get_vocab() == build_tokenizer(shuffled).get_vocab()
+
+
+def test_learned_merges_spell_each_piece_as_one_token():
+    from sfumato.mini import learn_merges
+
+    merges = learn_merges(["low", "lower", "newest", "widest", "low"])
+    assert merges[0] == ("l", "o")  # the most frequent pair first ("lo" x3, ties alphabetical)
+    symbols = {"l", "o", "w</w>", "e", "r</w>", "n", "s", "t</w>", "i", "d", "w"}
+    for left, right in merges:
+        assert left in symbols and right in symbols  # every merge builds on earlier symbols
+        symbols.add(left + right)
+    assert {"low</w>", "lower</w>", "newest</w>", "widest</w>"} <= symbols
+
+
 def test_shipped_pipeline_layout(mini):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer

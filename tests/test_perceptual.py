@@ -149,6 +149,20 @@ def test_features_one_map_per_stride(effnet):
     assert shapes == [(2, c, math.ceil(65 / s), math.ceil(97 / s)) for s, c in zip(strides, channels)]
 
 
+def test_folded_taps_match_the_package_model(effnet):
+    """The batch-norm-folded trunk computes what the package's own blocks compute."""
+    model = effnet.model
+    x = artwork(2, 65, 97, seed=5)
+    h = model._swish(model._bn0(model._conv_stem((x * 255 - 127) / 128)))
+    expected = [h]
+    for index, block in enumerate(model._blocks[: effnet.BLOCK_TAPS[-1] + 1]):
+        h = block(h)
+        if index in effnet.BLOCK_TAPS:
+            expected.append(h)
+    for want, got in zip(expected, effnet.features(x), strict=True):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
 def test_frozen_and_stays_in_eval_mode(effnet):
     assert effnet.name == "effnet-lite0"
     assert not any(p.requires_grad for p in effnet.parameters())

@@ -14,7 +14,7 @@ from .corpus import SKIMAGE_SOURCES, SKLEARN_SOURCES, artist_token
 from .targets import NUM_STYLES
 
 __all__ = ["RESOLUTION", "LATENT_CHANNELS", "MAX_TOKENS", "vae_config", "unet_config", "text_config",
-           "caption_words", "build_tokenizer"]
+           "caption_words", "learn_merges", "build_tokenizer"]
 
 RESOLUTION = 128
 LATENT_CHANNELS = 8
@@ -59,30 +59,57 @@ def caption_words() -> list[str]:
     return list(dict.fromkeys(words))
 
 
+def learn_merges(pieces: list[str]) -> list[tuple[str, str]]:
+    """Byte-pair merges that spell each piece as one token, CLIP-style (``</w>`` ends a word).
+
+    Plain BPE training: merge the most frequent adjacent pair everywhere, until every
+    piece is a single symbol. Ties go to the alphabetically first pair, so the result is
+    the same in every process (the ``tokenizers`` trainer breaks ties in an order that
+    changes between processes).
+    """
+    from collections import Counter
+
+    corpus = Counter(tuple(piece[:-1]) + (piece[-1] + "</w>",) for piece in pieces if piece)
+    merges = []
+    while True:
+        pairs = Counter()
+        for symbols, count in corpus.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += count
+        if not pairs:
+            return merges
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        merged = Counter()
+        for symbols, count in corpus.items():
+            out, i = [], 0
+            while i < len(symbols):
+                if symbols[i : i + 2] == best:
+                    out.append(best[0] + best[1])
+                    i += 2
+                else:
+                    out.append(symbols[i])
+                    i += 1
+            merged[tuple(out)] += count
+        corpus = merged
+
+
 def build_tokenizer(words: list[str] | None = None):
     """A ``CLIPTokenizer`` built in memory: byte-level symbols plus one token per word.
 
     Any text tokenizes (unknown words fall back to characters); the letters of each of
-    ``words`` (default :func:`caption_words`) form one token, by BPE merges learned on them.
+    ``words`` (default :func:`caption_words`) form one token, by BPE merges learned on them
+    (:func:`learn_merges`). The same in every process.
     """
-    import json
     import re
 
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import CLIPTokenizer
 
     words = caption_words() if words is None else words
     symbols = sorted(ByteLevel.alphabet())
-    # Learn the merges that spell each word (deterministic BPE training on the word list).
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.BpeTrainer(vocab_size=100_000, min_frequency=1, show_progress=False, end_of_word_suffix="</w>",
-                                  initial_alphabet=[])
-    # Train on the pieces CLIP's pre-tokenizer will cut: letter runs and single digits.
-    bpe.train_from_iterator([piece for word in words for piece in re.findall(r"[^\W\d_]+|\d", word.lower())], trainer)
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
-              for m in json.loads(bpe.to_str())["model"]["merges"]]
+    # The pieces CLIP's pre-tokenizer will cut: letter runs and single digits.
+    merges = learn_merges([piece for word in words for piece in re.findall(r"[^\W\d_]+|\d", word.lower())])
     vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
     for left, right in merges:
         vocab.setdefault(left + right, len(vocab))

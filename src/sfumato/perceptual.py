@@ -250,6 +250,64 @@ def load_efficientnet_lite0():
     return model.eval()
 
 
+class _FoldedConv(nn.Module):
+    """A TensorFlow-"same" convolution with the batch norm after it folded in (eval mode only)."""
+
+    def __init__(self, conv: nn.Conv2d, norm: nn.BatchNorm2d):
+        super().__init__()
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)  # (C_out,)
+        bias = norm.bias - norm.running_mean * scale
+        if conv.bias is not None:
+            bias = bias + conv.bias * scale
+        self.weight = nn.Parameter(conv.weight.detach() * scale[:, None, None, None], requires_grad=False)
+        self.bias = nn.Parameter(bias.detach(), requires_grad=False)
+        self.stride, self.groups = conv.stride[0], conv.groups
+        self.kernel = conv.weight.shape[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:  # "same" padding is symmetric for odd kernels
+            return F.conv2d(x, self.weight, self.bias, 1, self.kernel // 2, 1, self.groups)
+        pads = [max((math.ceil(n / self.stride) - 1) * self.stride + self.kernel - n, 0) for n in x.shape[-1:-3:-1]]
+        x = F.pad(x, [pads[0] // 2, pads[0] - pads[0] // 2, pads[1] // 2, pads[1] - pads[1] // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, 1, self.groups)
+
+
+class _FoldedTrunk(nn.Module):
+    """EfficientNet-Lite0's stem and blocks up to the last tap, batch norms folded; returns the taps.
+
+    Lite blocks have no squeeze-and-excitation and use ReLU6; drop-connect is off in
+    eval mode, so a block is expand (1x1) -> depthwise -> project (1x1) (+ input).
+    """
+
+    def __init__(self, model, block_taps: tuple[int, ...]):
+        super().__init__()
+        self.stem = _FoldedConv(model._conv_stem, model._bn0)
+        self.blocks = nn.ModuleList()
+        self.skips: list[bool] = []
+        for block in model._blocks[: block_taps[-1] + 1]:
+            args = block._block_args
+            if block.has_se:
+                raise ValueError("squeeze-and-excitation blocks are not folded; EfficientNet-Lite has none")
+            expand = [_FoldedConv(block._expand_conv, block._bn0)] if args.expand_ratio != 1 else []
+            self.blocks.append(nn.ModuleList(expand + [_FoldedConv(block._depthwise_conv, block._bn1),
+                                                       _FoldedConv(block._project_conv, block._bn2)]))
+            self.skips.append(block.id_skip and args.stride == 1 and args.input_filters == args.output_filters)
+        self.taps = set(block_taps)
+
+    def forward(self, h: torch.Tensor) -> list[torch.Tensor]:
+        h = F.relu6(self.stem(h))  # (B, 32, H/2, W/2)
+        taps = [h]
+        for index, (convs, skip) in enumerate(zip(self.blocks, self.skips)):
+            x = h
+            for conv in convs[:-1]:
+                x = F.relu6(conv(x))
+            x = convs[-1](x)  # the linear bottleneck
+            h = x + h if skip else x
+            if index in self.taps:
+                taps.append(h)
+        return taps
+
+
 class EfficientNetLite0Distance(PerceptualMetric):
     """An offline LPIPS-style distance on ImageNet EfficientNet-Lite0 features.
 
@@ -279,6 +337,9 @@ class EfficientNetLite0Distance(PerceptualMetric):
     def __init__(self, model=None):
         super().__init__()
         self.model = load_efficientnet_lite0() if model is None else model
+        # The taps' path with each batch norm folded into its convolution: the same function
+        # (to float rounding) in about two thirds of the time, forward and backward.
+        self.trunk = _FoldedTrunk(self.model, self.BLOCK_TAPS)
         self._freeze()
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -295,15 +356,7 @@ class EfficientNetLite0Distance(PerceptualMetric):
         return self._features(images)
 
     def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        model = self.model
-        h = (images.to(self._dtype()) * 255 - 127) / 128  # (B, 3, H, W), EfficientNet-Lite input scale
-        h = model._swish(model._bn0(model._conv_stem(h)))  # (B, 32, H/2, W/2)
-        taps = [h]
-        for index, block in enumerate(model._blocks[: self.BLOCK_TAPS[-1] + 1]):
-            h = block(h)  # drop-connect is off in eval mode
-            if index in self.BLOCK_TAPS:
-                taps.append(h)
-        return taps
+        return self.trunk((images.to(self._dtype()) * 255 - 127) / 128)  # EfficientNet-Lite input scale
 
     def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Two passes rather than one on cat([x, y]): y (no grad) then builds no autograd graph.
