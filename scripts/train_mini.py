@@ -209,12 +209,10 @@ def encode_pretraining_latents(args, vae):
     return posteriors, rows + rows
 
 
-def train_unet(args, unet, text_encoder, posteriors, rows, scaling: float, steps: int, lr: float, warmup: int,
-               generator: torch.Generator) -> list[dict]:
+def train_unet(args, unet, text_encoder, tokenizer, posteriors, rows, scaling: float, steps: int, lr: float,
+               warmup: int, generator: torch.Generator) -> list[dict]:
     """UNet and text encoder together: min-SNR epsilon prediction, AdamW, cosine schedule."""
-    from sfumato.mini import build_tokenizer
-
-    tokenizer, scheduler = build_tokenizer(), noise_scheduler()
+    scheduler = noise_scheduler()
     unet.train()
     text_encoder.train()
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -235,9 +233,11 @@ def train_unet(args, unet, text_encoder, posteriors, rows, scaling: float, steps
     return log
 
 
-def save_unet(args, out: Path, unet, text_encoder, log: list[dict], scaling: float, started: float) -> None:
+def save_unet(args, out: Path, unet, text_encoder, tokenizer, log: list[dict], scaling: float, started: float) -> None:
+    """The UNet, the text encoder and the very tokenizer it was trained with (export ships that one)."""
     unet.eval().save_pretrained(out / "unet")
     text_encoder.eval().save_pretrained(out / "text_encoder")
+    tokenizer.save_pretrained(out / "tokenizer")
     (out / "train_log.json").write_text(json.dumps({"log": log, "scaling_factor": scaling,
                                                     "args": vars(args) | {"work": str(args.work)},
                                                     "seconds": time.perf_counter() - started,
@@ -258,18 +258,20 @@ def stage_unet(args) -> None:
     scaling = 1.0 / sample_latents(posteriors, torch.Generator().manual_seed(args.seed)).std().item()
     print(f"encoded {len(rows)} latents in {time.perf_counter() - started:.0f} s; scaling factor {scaling:.4f}", flush=True)
 
-    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config(len(build_tokenizer()))))
+    tokenizer = build_tokenizer()
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config(len(tokenizer))))
     unet = UNet2DConditionModel(**unet_config())
     print(f"unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, text encoder "
           f"{sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f} M parameters", flush=True)
-    log = train_unet(args, unet, text_encoder, posteriors, rows, scaling, args.unet_steps, args.unet_lr, 100, generator)
-    save_unet(args, args.work / "unet", unet, text_encoder, log, scaling, started)
+    log = train_unet(args, unet, text_encoder, tokenizer, posteriors, rows, scaling, args.unet_steps, args.unet_lr, 100,
+                     generator)
+    save_unet(args, args.work / "unet", unet, text_encoder, tokenizer, log, scaling, started)
 
 
 def stage_unet_more(args) -> None:
     """The UNet and text encoder further, from ``unet``, on the same latents: a second, lower cosine cycle."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel
+    from transformers import CLIPTextModel, CLIPTokenizer
 
     generator = torch.Generator().manual_seed(args.seed + 3)
     started = time.perf_counter()
@@ -278,16 +280,15 @@ def stage_unet_more(args) -> None:
     posteriors, rows = encode_pretraining_latents(args, vae)
     unet = UNet2DConditionModel.from_pretrained(args.work / "unet" / "unet")
     text_encoder = CLIPTextModel.from_pretrained(args.work / "unet" / "text_encoder")
-    log = train_unet(args, unet, text_encoder, posteriors, rows, first["scaling_factor"], args.more_steps,
+    tokenizer = CLIPTokenizer.from_pretrained(args.work / "unet" / "tokenizer")
+    log = train_unet(args, unet, text_encoder, tokenizer, posteriors, rows, first["scaling_factor"], args.more_steps,
                      args.more_lr, 20, generator)
-    save_unet(args, args.work / "unet-more", unet, text_encoder, log, first["scaling_factor"], started)
+    save_unet(args, args.work / "unet-more", unet, text_encoder, tokenizer, log, first["scaling_factor"], started)
 
 
 def stage_export(args) -> None:
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel
-
-    from sfumato.mini import build_tokenizer
+    from transformers import CLIPTextModel, CLIPTokenizer
 
     unet_log = json.loads((args.work / "unet" / "train_log.json").read_text())
     more_log = json.loads((args.work / "unet-more" / "train_log.json").read_text())
@@ -295,7 +296,8 @@ def stage_export(args) -> None:
     vae.register_to_config(scaling_factor=unet_log["scaling_factor"])
     pipeline = StableDiffusionPipeline(
         vae=vae, text_encoder=CLIPTextModel.from_pretrained(args.work / "unet-more" / "text_encoder"),
-        tokenizer=build_tokenizer(), unet=UNet2DConditionModel.from_pretrained(args.work / "unet-more" / "unet"),
+        tokenizer=CLIPTokenizer.from_pretrained(args.work / "unet-more" / "tokenizer"),  # the one it trained with
+        unet=UNet2DConditionModel.from_pretrained(args.work / "unet-more" / "unet"),
         scheduler=DPMSolverMultistepScheduler.from_config(noise_scheduler().config),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipeline.save_pretrained(args.out, safe_serialization=True)
