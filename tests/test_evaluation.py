@@ -265,7 +265,7 @@ def test_clip_zero_shot_score_on_a_tiny_local_clip(tmp_path):
     assert len(shares) == 2 and sum(shares) == pytest.approx(1.0)
 
 
-def test_retrained_weights_at_the_same_path_rerun_the_stages(tiny_pipeline_dir, tmp_path):
+def test_retrained_weights_at_the_same_path_rerun_the_stages_and_a_rewritten_card_does_not(tiny_pipeline_dir, tmp_path):
     import shutil
 
     from sfumato.evaluation.run import model_fingerprint
@@ -274,6 +274,9 @@ def test_retrained_weights_at_the_same_path_rerun_the_stages(tiny_pipeline_dir, 
     shutil.copytree(tiny_pipeline_dir, copy)
     before = model_fingerprint(str(copy))
     assert before == model_fingerprint(str(copy)) and before.startswith(f"{copy}@")
+    (copy / "README.md").write_text("a model card, rewritten\n")  # documents beside the weights rerun nothing
+    (copy / "measurements.json").write_text("{}\n")
+    assert model_fingerprint(str(copy)) == before
     config = copy / "vae" / "config.json"
     config.write_text(config.read_text().replace('"scaling_factor": 0.18215', '"scaling_factor": 0.2'))
     assert model_fingerprint(str(copy)) != before

@@ -40,16 +40,19 @@ class Case:
 def model_fingerprint(model: str) -> str:
     """Names a model's exact weights, so that retrained weights at the same path rerun the stages.
 
-    Local folders hash their files' contents (files over 100 MB: their size and modification
-    time); a hub id stands for itself.
+    Local folders hash what a pipeline loads: ``model_index.json`` and the files in its
+    component folders (files over 100 MB: their size and modification time), not the
+    documents beside them (a model card, its figures), so rewriting a card reruns nothing.
+    A hub id stands for itself.
     """
     from ..models import resolve_model
 
     folder = Path(resolve_model(model))
     if not folder.is_dir():
         return model
+    loaded = [p for p in folder.rglob("*") if p.is_file() and (p.parent != folder or p.name == "model_index.json")]
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(loaded):
         stat = path.stat()
         digest.update(path.relative_to(folder).as_posix().encode())
         digest.update(path.read_bytes() if stat.st_size < 100 * 2**20 else f"{stat.st_size}:{stat.st_mtime_ns}".encode())
