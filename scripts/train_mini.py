@@ -371,12 +371,14 @@ def stage_export(args) -> None:
 STAGES = {"corpus": stage_corpus, "vae": stage_vae, "vae-tune": stage_vae_tune, "unet": stage_unet,
           "unet-more": stage_unet_more, "decoder": stage_decoder,
           "export": stage_export}
+#: Stages run only by name, never by ``all``.
+EXPERIMENTS = {"decoder-ema": stage_decoder_ema}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("build/mini"))
-    parser.add_argument("--stage", choices=[*STAGES, "decoder-ema", "all"], default="all")
+    parser.add_argument("--stage", choices=[*STAGES, *EXPERIMENTS, "all"], default="all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae-steps", type=int, default=1600)
     parser.add_argument("--vae-batch", type=int, default=16)
@@ -403,10 +405,8 @@ def main() -> None:
                         help="the stage whose autoencoder export ships")
     parser.add_argument("--out", type=Path, default=Path("src/sfumato/weights/sfumato-mini"))
     args = parser.parse_args()
-    if args.stage == "decoder-ema":
-        stage_decoder_ema(args)
-    for name, stage in STAGES.items():
-        if args.stage in (name, "all"):
+    for name, stage in (STAGES | EXPERIMENTS).items():
+        if args.stage == name or (args.stage == "all" and name in STAGES):
             print(f"== {name}", flush=True)
             stage(args)
 
