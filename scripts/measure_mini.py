@@ -186,7 +186,10 @@ loads it, and it is sfumato's default model (`--model mini`, or no `--model`).
   82.6 % of the reconstructions (95.5 % with the shipped decoder), and only 56.2 % of
   the generated images are judged in their prompted style (72.7 %). A decoder this
   small (16 to 64 channels) trades texture for PSNR; meeting both targets needs a
-  wider autoencoder, and so a UNet retrained on its latents.
+  wider autoencoder, and so a UNet retrained on its latents. Stable Diffusion's own
+  autoencoder shows the same trade: Stability's decoder tuned with more weight on MSE
+  ("ft-MSE") gains 0.7 dB on COCO 2017 (23.8 to 24.5 dB at 256 px) and gives
+  "smoother" outputs (model card of `stabilityai/sd-vae-ft-mse`).
 
 Reproduce: `pip install -e .`, `python scripts/train_judge.py` (judge and
 evaluation corpus), `python scripts/train_mini.py`, then `python scripts/measure_mini.py`,

@@ -103,6 +103,8 @@ def test_report_files(art_run):
     for name in ("base", "clean", "cloaked"):
         assert scores[name]["frechet_to_real"] >= 0
     assert 0 < scores["visibility"]["linf_levels"]["max"] <= 8 + 1e-3  # the default intensity's cap
+    recorded = {json.loads(m.read_text())["hardware"]["threads"] for m in (work / "sks-seed0").glob("*/manifest.json")}
+    assert metrics["cases"][0]["threads"] == sorted(recorded)  # what each stage ran with, not this process's
 
 
 def test_rerun_reuses_every_stage_with_identical_numbers(art_run):

@@ -133,10 +133,10 @@ def load_vae(model: str | Path, *, device: str | torch.device = "cpu", dtype: to
     device = check_device(device, dtype)
     source, subfolder = _vae_location(resolve_model(model))
     try:
-        vae = AutoencoderKL.from_pretrained(source, subfolder=subfolder, torch_dtype=dtype)
+        vae = AutoencoderKL.from_pretrained(source, subfolder=subfolder)
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"cannot load the VAE of {model!r}: {_reason(err, source)}") from None
-    return vae.to(device)
+    return vae.to(device=device, dtype=dtype)
 
 
 def load_encoder(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> VaeEncoder:
@@ -159,11 +159,11 @@ def load_img2img_pipeline(model: str | Path, *, device: str | torch.device = "cp
     try:
         # No safety checker: it would black out nudes in figure paintings and so break the target.
         components = {} if vae is None else {"vae": vae}
-        pipe = AutoPipelineForImage2Image.from_pretrained(source, torch_dtype=dtype, safety_checker=None, **components)
+        pipe = AutoPipelineForImage2Image.from_pretrained(source, safety_checker=None, **components)
     except (OSError, ValueError, TypeError) as err:
         raise ModelLoadError(f"cannot load the pipeline {model!r}: {_reason(err, source)}") from None
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return pipe.to(device=device, dtype=dtype)
 
 
 def load_text2img_pipeline(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
@@ -173,11 +173,11 @@ def load_text2img_pipeline(model: str | Path, *, device: str | torch.device = "c
     device = check_device(device, dtype)
     source = resolve_model(model)
     try:
-        pipe = AutoPipelineForText2Image.from_pretrained(source, torch_dtype=dtype, safety_checker=None)
+        pipe = AutoPipelineForText2Image.from_pretrained(source, safety_checker=None)
     except (OSError, ValueError, TypeError) as err:
         raise ModelLoadError(f"cannot load the pipeline {model!r}: {_reason(err, source)}") from None
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return pipe.to(device=device, dtype=dtype)
 
 
 def native_resolution(model: str | Path) -> int:

@@ -132,7 +132,8 @@ def write_report(config, results: list[dict], out: str | Path) -> dict:
         figure = f"side-by-side-{case.name}.png"
         side_by_side(r["folder"], out / figure)
         cases.append({"case": case.name, "artist": case.artist, "victim": case.victim, "seed": case.seed,
-                      "scores": r["scores"], "stage_seconds": r["seconds"], "figure": figure})
+                      "scores": r["scores"], "stage_seconds": r["seconds"], "threads": _stage_threads(r),
+                      "figure": figure})
     if any("mimicry_success" in c["scores"] for c in cases):
         score_chart(cases, out / "scores.png")
     stage_seconds = [s for c in cases for s in c["stage_seconds"].values()]
@@ -144,6 +145,15 @@ def write_report(config, results: list[dict], out: str | Path) -> dict:
     return metrics
 
 
+def _stage_threads(result: dict) -> list[int]:
+    """The CPU thread counts a case's stages ran with, as their manifests recorded them."""
+    threads = set()
+    for stage in result["seconds"]:
+        manifest = json.loads((Path(result["folder"]) / stage / "manifest.json").read_text())
+        threads.add(manifest.get("hardware", {}).get("threads"))
+    return sorted(t for t in threads if t is not None)
+
+
 def _stage_hardware(results: list[dict]) -> dict:
     """The hardware the stages ran on (recorded in their manifests), else this machine's."""
     for r in results:
@@ -153,9 +163,14 @@ def _stage_hardware(results: list[dict]) -> dict:
     return hardware()
 
 
+def _per_case(threads: list) -> str:
+    return " (per case in metrics.json)" if len(threads) > 1 else ""
+
+
 def _markdown(m: dict) -> str:
     cfg, agg = m["config"], m["aggregate"]
     hw = m["hardware"]
+    threads = sorted({t for c in m["cases"] for t in c.get("threads", [])}) or [hw.get("threads", "?")]
     lines = [f"# Mimicry evaluation: {m['name']}", "",
              "A mimic fine-tunes the model with LoRA on an artist's images, once on the originals and once on "
              "the cloaked copies (identical settings), then generates from both with the same prompts and seeds. "
@@ -171,7 +186,7 @@ def _markdown(m: dict) -> str:
              f"- Sampling: {cfg['generate']['images_per_prompt']} images per prompt, prompts "
              + ", ".join(f"\"{p}\"" for p in cfg["generate"]["prompts"])
              + f", {cfg['generate']['steps']} steps, guidance {cfg['generate']['guidance']}.",
-             f"- Hardware: {hw.get('cpu', '?')}, {hw.get('threads', '?')} threads, torch {hw.get('torch', '?')}; "
+             f"- Hardware: {hw.get('cpu', '?')}, {' or '.join(map(str, threads))} threads{_per_case(threads)}, torch {hw.get('torch', '?')}; "
              f"compute {m['compute_seconds'] / 60:.1f} min over all stages.", ""]
     if "mimicry_success" in agg:
         ms = agg["mimicry_success"]
