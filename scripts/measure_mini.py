@@ -28,7 +28,7 @@ import torch
 from sfumato.corpus import PRETRAIN_STYLES, VICTIM_STYLES, artist_token, load_images, read_manifest
 from sfumato.finetune import LoraSettings, finetune_lora, generate
 from sfumato.judge import load_judge
-from sfumato.perceptual import psnr
+from sfumato.quality import psnr
 
 from sfumato.evaluation.contract import hardware
 from sfumato.evaluation.metrics import judged_shares

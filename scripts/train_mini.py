@@ -45,7 +45,8 @@ from sfumato.corpus import CorpusConfig, build_corpus, load_images, read_manifes
 from sfumato.evaluation.contract import hardware
 from sfumato.finetune import batches, diffusion_loss, encode_posteriors, sample_latents
 from sfumato.mini import vae_config
-from sfumato.perceptual import EfficientNetLite0Distance, psnr
+from sfumato.perceptual import EfficientNetLite0Distance
+from sfumato.quality import psnr
 
 
 def cosine_lr(step: int, steps: int, warmup: int = 50, floor: float = 0.05) -> float:

@@ -12,11 +12,9 @@ from sfumato.perceptual import (
     PERCEPTUAL_NAMES,
     EfficientNetLite0Distance,
     LpipsAlex,
-    linf_255,
     load_perceptual,
-    psnr,
-    ssim,
 )
+from sfumato.quality import linf_255, psnr, ssim
 
 
 def artwork(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from .config import CloakConfig
 from .losses import get_loss, latent_distance
 from .optim import optimize_perturbation
-from .perceptual import linf_255, psnr, ssim
+from .quality import linf_255, psnr, ssim
 from .resize import resize, working_size
 
 __all__ = ["CloakResult", "cloak_image", "quantize", "visible_perturbation"]

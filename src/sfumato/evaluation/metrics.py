@@ -13,7 +13,7 @@ import statistics
 
 import torch
 
-from ..perceptual import linf_255, psnr, ssim
+from ..quality import linf_255, psnr, ssim
 
 __all__ = ["judged_shares", "frechet_distance", "visibility", "clip_style_shares", "summary"]
 
