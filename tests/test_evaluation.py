@@ -294,3 +294,20 @@ def test_verdict_says_when_the_attack_itself_failed():
     assert "the cloak stopped it:" in verdict(stopped)
     partly = {"mimicry_success": {"base": 0.0, "clean": 0.8, "cloaked": 0.5}, "protection_success": 0.5}
     assert "only partly" in verdict(partly)
+
+
+def test_verdict_separates_cases_where_the_attack_failed():
+    from sfumato.evaluation.report import _aggregate, verdict
+
+    def case(artist, clean, cloaked):
+        scores = {"mimicry_success": {"base": 0.0, "clean": clean, "cloaked": cloaked},
+                  "protection_success": 1 - cloaked, **{k: {"frechet_to_real": 1.0} for k in ("base", "clean", "cloaked")},
+                  "visibility": {k: {"mean": 1.0} for k in ("perceptual_distance", "psnr_db", "ssim", "linf_levels")}}
+        return {"artist": artist, "seed": 0, "scores": scores}
+
+    aggregate = _aggregate([case("a", 0.4, 0.3), case("b", 0.9, 0.8)])
+    assert aggregate["attack_worked"]["cases"] == 1
+    assert aggregate["attack_worked"]["protection_success"] == pytest.approx(0.2)
+    text = verdict(aggregate)
+    assert "only partly" in text and "In 1 of 2 cases" in text and "protection success is 20.0 %" in text
+    assert "In " not in verdict(_aggregate([case("b", 0.9, 0.8)]))

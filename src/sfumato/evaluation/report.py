@@ -82,6 +82,9 @@ def _aggregate(cases: list[dict]) -> dict:
         out["mimicry_success"] = {k: _mean(c["scores"]["mimicry_success"][k] for c in judged)
                                   for k in ("base", "clean", "cloaked")}
         out["protection_success"] = _mean(c["scores"]["protection_success"] for c in judged)
+        worked = [c for c in judged if c["scores"]["mimicry_success"]["clean"] >= ATTACK_WORKS]
+        out["attack_worked"] = {"cases": len(worked),
+                                "protection_success": _mean(c["scores"]["protection_success"] for c in worked)}
         out["per_victim"] = {}
         for artist in dict.fromkeys(c["artist"] for c in judged):
             mine = [c for c in judged if c["artist"] == artist]
@@ -108,10 +111,18 @@ def verdict(aggregate: dict) -> str:
                 f"{ATTACK_WORKS:.0%}): the attack did not work here, so this run shows nothing about protection "
                 f"(its protection figure would be high without any cloak).")
     if aggregate["protection_success"] >= 0.9:
-        return (f"the attack works on the originals ({_pct(ms['clean'])}) and the cloak stopped it: "
+        text = (f"the attack works on the originals ({_pct(ms['clean'])}) and the cloak stopped it: "
                 f"{_pct(aggregate['protection_success'])} of the cloaked mimic's images are not in the artist's style.")
-    return (f"the attack works on the originals ({_pct(ms['clean'])}) but the cloak stopped it only partly: "
-            f"the cloaked mimic still reached {_pct(ms['cloaked'])}.")
+    else:
+        text = (f"the attack works on the originals ({_pct(ms['clean'])}) but the cloak stopped it only partly: "
+                f"the cloaked mimic still reached {_pct(ms['cloaked'])}.")
+    worked = aggregate.get("attack_worked")
+    if worked is not None and worked["cases"] < aggregate["cases"]:
+        text += (f" In {aggregate['cases'] - worked['cases']} of {aggregate['cases']} cases the mimic trained on the "
+                 f"originals stayed below {ATTACK_WORKS:.0%}, which makes their protection figures high without any "
+                 f"cloak; over the {worked['cases']} cases where the attack worked, protection success is "
+                 f"{_pct(worked['protection_success'])}.")
+    return text
 
 
 def _pct(x) -> str:
@@ -204,13 +215,16 @@ def _markdown(m: dict) -> str:
                          f"{_pct(v['protection_success'])} |")
         lines += ["", "![scores](scores.png)", ""]
     lines += ["## Every case", "",
-              "| case | judged as target (cloaked LoRA) | Fréchet to real: base / clean / cloaked | "
-              "cloak PSNR | SSIM | perceptual | L∞ | stage minutes |", "|---|---|---|---|---|---|---|---|"]
+              "| case | mimicry: clean / cloaked | judged as target (cloaked LoRA) | "
+              "Fréchet to real: base / clean / cloaked | cloak PSNR | SSIM | perceptual | L∞ | stage minutes |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for c in m["cases"]:
         s = c["scores"]
         target = s["cloaked"]["judged"].get("target")
         vis = s["visibility"]
-        lines.append(f"| {c['case']} | {_pct(target)} ({s['target'].get('target')}) | "
+        mimicry = s.get("mimicry_success", {})
+        lines.append(f"| {c['case']} | {_pct(mimicry.get('clean'))} / {_pct(mimicry.get('cloaked'))} | "
+                     f"{_pct(target)} ({s['target'].get('target')}) | "
                      f"{s['base']['frechet_to_real']:.1f} / {s['clean']['frechet_to_real']:.1f} / "
                      f"{s['cloaked']['frechet_to_real']:.1f} | {vis['psnr_db']['mean']:.1f} dB | "
                      f"{vis['ssim']['mean']:.3f} | {vis['perceptual_distance']['mean']:.4f} | "
