@@ -107,10 +107,10 @@ def verdict(aggregate: dict) -> str:
     """One plain sentence on what the figures show (and do not)."""
     ms = aggregate["mimicry_success"]
     if ms["clean"] < ATTACK_WORKS:
-        return (f"the mimic trained on the originals reached only {_pct(ms['clean'])} (below "
+        text = (f"the mimic trained on the originals reached only {_pct(ms['clean'])} (below "
                 f"{ATTACK_WORKS:.0%}): the attack did not work here, so this run shows nothing about protection "
                 f"(its protection figure would be high without any cloak).")
-    if aggregate["protection_success"] >= 0.9:
+    elif aggregate["protection_success"] >= 0.9:
         text = (f"the attack works on the originals ({_pct(ms['clean'])}) and the cloak stopped it: "
                 f"{_pct(aggregate['protection_success'])} of the cloaked mimic's images are not in the artist's style.")
     else:
