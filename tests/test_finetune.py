@@ -109,3 +109,29 @@ def test_lora_does_not_depend_on_the_global_rng():
         adapters.append({k: v for k, v in pipeline.unet.state_dict().items() if "lora_" in k})
     assert adapters[0].keys() == adapters[1].keys()
     assert all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])
+
+
+def test_noise_offset_shifts_each_channel_of_the_noise_by_a_constant():
+    from diffusers import DDPMScheduler
+
+    from sfumato.finetune import diffusion_loss
+
+    pipeline = _pipeline()
+    scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
+    seen = []
+
+    def unet(noisy, timesteps, encoder_hidden_states):  # records its input, predicts no noise
+        seen.append((noisy, timesteps))
+        return type("Output", (), {"sample": torch.zeros_like(noisy)})()
+
+    latents = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    for offset in (0.0, 0.5):
+        diffusion_loss(unet, pipeline.text_encoder, pipeline.tokenizer, scheduler, latents, ["x"] * 3,
+                       torch.Generator().manual_seed(1), noise_offset=offset)
+    (plain, t_plain), (shifted, t_shifted) = seen
+    assert torch.equal(t_plain, t_shifted)  # same timesteps and base noise: only the offset differs
+    shift = shifted - plain
+    assert shift.abs().amax() > 0.01
+    torch.testing.assert_close(shift, shift.mean(dim=(2, 3), keepdim=True).expand_as(shift), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="noise_offset"):
+        LoraSettings(noise_offset=-0.1)

@@ -136,7 +136,15 @@ def load_vae(model: str | Path, *, device: str | torch.device = "cpu", dtype: to
         vae = AutoencoderKL.from_pretrained(source, subfolder=subfolder)
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"cannot load the VAE of {model!r}: {_reason(err, source)}") from None
-    return vae.to(device=device, dtype=dtype)
+    return _place(vae, device, dtype)
+
+
+def _place(model, device, dtype):
+    """Move a model or pipeline to ``device``, casting only when its dtype differs.
+
+    diffusers warns about every ``.to(dtype=...)`` call, even one that casts nothing.
+    """
+    return model.to(device) if model.dtype == dtype else model.to(device=device, dtype=dtype)
 
 
 def load_encoder(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> VaeEncoder:
@@ -163,7 +171,7 @@ def load_img2img_pipeline(model: str | Path, *, device: str | torch.device = "cp
     except (OSError, ValueError, TypeError) as err:
         raise ModelLoadError(f"cannot load the pipeline {model!r}: {_reason(err, source)}") from None
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device=device, dtype=dtype)
+    return _place(pipe, device, dtype)
 
 
 def load_text2img_pipeline(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
@@ -177,7 +185,7 @@ def load_text2img_pipeline(model: str | Path, *, device: str | torch.device = "c
     except (OSError, ValueError, TypeError) as err:
         raise ModelLoadError(f"cannot load the pipeline {model!r}: {_reason(err, source)}") from None
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device=device, dtype=dtype)
+    return _place(pipe, device, dtype)
 
 
 def native_resolution(model: str | Path) -> int:
