@@ -29,15 +29,16 @@ from sfumato.evaluation.contract import hardware
 from sfumato.evaluation.metrics import judged_shares
 
 
-def parse_recipe(text: str, steps: int) -> LoraSettings:
-    """"lr=3e-3,rank=16,alpha=16" -> LoraSettings (steps from --steps)."""
-    names = {"lr": "learning_rate", "rank": "rank", "alpha": "alpha", "batch": "batch_size", "snr": "snr_gamma"}
+def parse_recipe(text: str, steps: int, base: LoraSettings = LoraSettings()) -> LoraSettings:
+    """"lr=3e-3,rank=16,alpha=16" -> ``base`` with those changes (steps from --steps)."""
+    names = {"lr": "learning_rate", "rank": "rank", "alpha": "alpha", "batch": "batch_size", "snr": "snr_gamma",
+             "offset": "noise_offset"}
     values = {}
     for item in filter(None, text.split(",")):
         key, value = item.split("=")
         field = names[key]
         values[field] = int(value) if field in ("rank", "batch_size") else float(value)
-    return replace(LoraSettings(steps=steps), **values)
+    return replace(base, steps=steps, **values)
 
 
 def main() -> None:

@@ -129,6 +129,17 @@ def test_changed_sampling_reruns_only_what_depends_on_it(tiny_pipeline_dir, art_
     assert image_set(tmp_path / "sks-seed0" / "generate-clean")[0].shape[0] == 2
 
 
+def test_offset_noise_reruns_the_fine_tunes_and_zero_matches_stages_made_before_it(tiny_pipeline_dir, art_dir, tmp_path):
+    config = _tiny_config(tiny_pipeline_dir, art=str(art_dir), artist="sks")
+    run_evaluation(config, tmp_path, log=lambda m: None)
+    manifest = json.loads((tmp_path / "sks-seed0" / "finetune-clean" / "manifest.json").read_text())
+    assert "noise_offset" not in manifest["settings"]  # off: recorded as fine-tunes were before the setting existed
+    messages = []
+    run_evaluation(replace(config, lora=replace(config.lora, noise_offset=0.1)), tmp_path, log=messages.append)
+    ran = {m.split("]")[0][1:] for m in messages if "running" in m}
+    assert ran == {"finetune-clean", "finetune-cloaked", "generate-clean", "generate-cloaked", "score"}
+
+
 def test_same_settings_in_a_fresh_folder_give_the_same_images(art_run, tmp_path):
     config, work, _, _ = art_run
     run_evaluation(config, tmp_path, log=lambda m: None)

@@ -193,7 +193,8 @@ def _markdown(m: dict) -> str:
              f"- Cloak: intensity `{cfg['protect']['intensity']}`, quality `{cfg['protect']['quality']}`, "
              f"target `{cfg['protect']['target']}`, countermeasure `{cfg['protect']['countermeasure']}`.",
              f"- LoRA: rank {cfg['lora']['rank']}, {cfg['lora']['steps']} steps of {cfg['lora']['batch_size']}, "
-             f"learning rate {cfg['lora']['learning_rate']}, modules {', '.join(cfg['lora']['target_modules'])}.",
+             f"learning rate {cfg['lora']['learning_rate']}, min-SNR γ {cfg['lora'].get('snr_gamma', 5.0)}, "
+             f"offset noise {cfg['lora'].get('noise_offset', 0.0)}, modules {', '.join(cfg['lora']['target_modules'])}.",
              f"- Sampling: {cfg['generate']['images_per_prompt']} images per prompt, prompts "
              + ", ".join(f"\"{p}\"" for p in cfg["generate"]["prompts"])
              + f", {cfg['generate']['steps']} steps, guidance {cfg['generate']['guidance']}.",

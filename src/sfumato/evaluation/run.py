@@ -85,6 +85,18 @@ class _Runner:
         return read_stage(folder) if not acc.is_main_process else manifest
 
 
+def _lora_key(settings) -> dict:
+    """The fine-tune's settings as a stage records them.
+
+    ``noise_offset`` came later; it enters only when used, so that fine-tunes made
+    before it existed (the same computation) are still reused.
+    """
+    key = asdict(settings)
+    if not key["noise_offset"]:
+        del key["noise_offset"]
+    return key
+
+
 def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str | Path | None = None, *,
                    accelerator=None, log=print) -> dict:
     """Run (or resume) every stage of every case, then write the report; returns ``metrics.json``'s content."""
@@ -121,7 +133,7 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
                                                                     spec=config.protect.countermeasure),
                                    inputs=[protect])
             cloaked_set = folder / "countermeasure"
-        lora = {"model": weights, **asdict(config.lora), "seed": case.seed}
+        lora = {"model": weights, **_lora_key(config.lora), "seed": case.seed}
         tuned = {}
         for name, images, upstream in (("clean", folder / "art", art), ("cloaked", cloaked_set, cloaked_manifest)):
             tuned[name] = run(f"finetune-{name}", folder / f"finetune-{name}", lora,
