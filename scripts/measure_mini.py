@@ -234,7 +234,7 @@ def _across_victims(metrics_path: Path | None) -> list[str]:
     return [f"**Mimicry across victims** (`sfumato evaluate --config mini-full`, `{metrics_path}`): a LoRA of "
             f"{lora['steps']} steps on 16 clean images, mean over seeds {metrics['config']['seeds']}: {cells}; "
             f"mean {_pct(metrics['aggregate']['mimicry_success']['clean'])}. The 60 % above holds for some victims "
-            "only: where the mimic fails, its samples miss the victim's texture (`evaluation/README.md`).", ""]
+            "only: where the mimic fails, its samples miss the victim's palette or texture (`evaluation/README.md`).", ""]
 
 
 def write_card(model: Path, mini_full: Path | None = None) -> None:

@@ -30,7 +30,8 @@ from sweep_lora import parse_recipe  # scripts/ is on the path when a script run
 from sfumato.corpus import artist_token
 from sfumato.evaluation import load_config
 from sfumato.evaluation.contract import hardware, read_manifest
-from sfumato.evaluation.stages import image_set, stage_finetune
+from sfumato.evaluation.metrics import judged_shares
+from sfumato.evaluation.stages import image_set, stage_finetune, top_styles
 from sfumato.finetune import generate, load_lora
 from sfumato.io import to_uint8
 from sfumato.judge import load_judge
@@ -43,10 +44,9 @@ def judged(judge, images: torch.Tensor, victim: int) -> dict:
     The images are judged as 8-bit, as the harness judges the PNGs its stages write.
     """
     images = torch.stack([torch.from_numpy(to_uint8(image)).permute(2, 0, 1) for image in images]).float() / 255
-    counts = torch.bincount(judge.probabilities(images).argmax(-1), minlength=26).float() / len(images)
-    top = counts.topk(3)
-    return {"victim_share": float(counts[victim]),
-            "top_styles": {artist_token(int(i)): float(v) for v, i in zip(top.values, top.indices) if v > 0}}
+    probabilities = judge.probabilities(images)
+    return {"victim_share": judged_shares(probabilities, {"artist": victim})["artist"],
+            "top_styles": top_styles(probabilities)}
 
 
 def img2img_shares(pipeline, images, captions, strengths, *, seed, guidance, steps, judge, victim) -> dict:

@@ -25,7 +25,7 @@ from .contract import read_images, write_images
 from .metrics import frechet_distance, judged_shares, summary, visibility
 
 __all__ = ["VICTIM_CORPUS", "victim_corpus", "image_set", "stage_art", "stage_protect", "stage_countermeasure",
-           "stage_finetune", "stage_generate", "stage_score"]
+           "stage_finetune", "stage_generate", "stage_score", "top_styles"]
 
 #: The built-in victims' images: the same images as ``scripts/train_mini.py``'s victim corpus
 #: (one victim's style is rendered at a time, see :func:`victim_corpus`).
@@ -200,7 +200,7 @@ def stage_score(folder: Path, *, art_folder: Path, protect_folder: Path, generat
             styles["target"] = target["style"]
         entry = {"judged": judged_shares(probabilities, styles),
                  "frechet_to_real": frechet_distance(judge.features(images), real_features),
-                 "top_styles": _top_styles(probabilities)}
+                 "top_styles": top_styles(probabilities)}
         if clip is not None:
             from .metrics import clip_style_shares
 
@@ -214,7 +214,7 @@ def stage_score(folder: Path, *, art_folder: Path, protect_folder: Path, generat
     return {"scores": scores}
 
 
-def _top_styles(probabilities: torch.Tensor, k: int = 3) -> dict[str, float]:
+def top_styles(probabilities: torch.Tensor, k: int = 3) -> dict[str, float]:
     """The ``k`` styles the judge picks most often, with their shares."""
     counts = torch.bincount(probabilities.argmax(-1), minlength=probabilities.shape[1]).float() / len(probabilities)
     top = counts.topk(k)
