@@ -26,6 +26,12 @@ Not in ``all``: ``decoder-ema``, an experiment that trains the decoder further f
 ``decoder`` for PSNR alone (MSE + a little L1, weights averaged); ``--stage export
 --vae-from decoder-ema --out DIR`` builds a pipeline with it. It reaches 25 dB but loses
 the styles' texture (see the model card), so the shipped model does not use it.
+``decoder-wide``: the ``decoder`` stage's decoder made twice as wide
+(:func:`sfumato.widen.widen_decoder`, an ``AsymmetricAutoencoderKL`` with the same
+encoder) and trained further with the same loss: at 16 channels for 128 px a decoder
+must trade texture for PSNR. ``--wide-from decoder-wide --wide-factor 1 --wide-out
+NAME`` trains a wide decoder further, with other loss weights (``--wide-mse``,
+``--wide-perceptual``). ``--stage export --vae-from decoder-wide`` builds a pipeline with it.
 
 Then ``scripts/measure_mini.py`` measures the result and writes its model card.
 """
@@ -47,6 +53,7 @@ from sfumato.finetune import batches, diffusion_loss, encode_posteriors, sample_
 from sfumato.mini import vae_config
 from sfumato.perceptual import EfficientNetLite0Distance
 from sfumato.quality import psnr
+from sfumato.widen import widen_decoder
 
 
 def cosine_lr(step: int, steps: int, warmup: int = 50, floor: float = 0.05) -> float:
@@ -149,19 +156,25 @@ def stage_vae_tune(args) -> None:
 
 
 def train_decoder(args, source: str, out: str, *, steps: int, lr: float, seed: int, loss_fn,
-                  ema_decay: float | None = None) -> None:
+                  ema_decay: float | None = None, widen: int = 1) -> None:
     """Train the decoder of ``--work/source`` alone and save the autoencoder to ``--work/out``.
 
     The encoder (and so every latent the UNet learned from) stays as it is. Posteriors of
     the ``vae-tune`` images and their mirror images are computed once. With ``ema_decay``,
-    the saved decoder is an exponential moving average of the trained one.
+    the saved decoder is an exponential moving average of the trained one. With ``widen``
+    > 1, the decoder first becomes that many times wider (:func:`sfumato.widen.widen_decoder`,
+    the same images up to a little tie-breaking noise) and the saved autoencoder is an
+    ``AsymmetricAutoencoderKL``.
     """
-    from diffusers import AutoencoderKL
+    from diffusers import AutoModel
 
     generator = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
     images = tuning_images(args)
-    vae = AutoencoderKL.from_pretrained(args.work / source).eval()
+    vae = AutoModel.from_pretrained(str(args.work / source)).eval()
+    if widen > 1:
+        vae = widen_decoder(vae, widen, noise=0.01, generator=generator).eval()
+    monitor = torch.arange(0, len(images), len(images) // 256)[:256]  # fixed images: a steadier PSNR than a batch's
     posteriors = torch.cat([encode_posteriors(vae, images.float() / 255),
                             encode_posteriors(vae, images.flip(-1).float() / 255)])
     images = torch.cat([images, images.flip(-1)])
@@ -169,7 +182,8 @@ def train_decoder(args, source: str, out: str, *, steps: int, lr: float, seed: i
     decoder = [vae.post_quant_conv, vae.decoder]
     for module in decoder:
         module.train().requires_grad_(True)
-    params = [p for module in decoder for p in module.parameters()]
+    params = [p for name, p in vae.named_parameters()
+              if name.startswith(("post_quant_conv.", "decoder.")) and ".condition_encoder." not in name]
     average = None if ema_decay is None else [p.detach().clone() for p in params]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     log = []
@@ -188,12 +202,22 @@ def train_decoder(args, source: str, out: str, *, steps: int, lr: float, seed: i
                 for mean, p in zip(average, params):
                     mean.lerp_(p, 1 - ema_decay)
         if step % 25 == 0 or step == steps - 1:
-            log_row(log, started, step=step, **terms, psnr=psnr(y.detach().clamp(0, 1), x).mean().item())
+            held = {"psnr_fixed": monitor_psnr(vae, posteriors[monitor], images[monitor])} if step % 150 == 0 or step == steps - 1 else {}
+            log_row(log, started, step=step, **terms, psnr=psnr(y.detach().clamp(0, 1), x).mean().item(), **held)
     if average is not None:
         with torch.no_grad():
             for p, mean in zip(params, average):
                 p.copy_(mean)
     save_stage(vae, args.work / out, log, args, started, images=len(images) // 2)
+
+
+@torch.no_grad()
+def monitor_psnr(vae, posteriors: torch.Tensor, images: torch.Tensor) -> float:
+    """Mean PSNR of the decoder's images from posterior means (fixed training images)."""
+    vae.eval()
+    decoded = torch.cat([vae.decode(p.chunk(2, dim=1)[0]).sample for p in posteriors.split(64)])
+    vae.decoder.train()
+    return psnr(((decoded + 1) / 2).clamp(0, 1), images.float() / 255).mean().item()
 
 
 def tuning_images(args) -> torch.Tensor:
@@ -202,21 +226,26 @@ def tuning_images(args) -> torch.Tensor:
                       load_images(read_manifest(args.judge_corpus, "judge"))])
 
 
+def decoder_loss(mse_weight: float, feature_weight: float):
+    """The decoder stages' loss: MSE + L1 + a little EfficientNet-Lite0 feature distance."""
+    perceptual = EfficientNetLite0Distance()
+
+    def loss_fn(y, x):
+        mse, l1 = F.mse_loss(y, x), (y - x).abs().mean()
+        feature = perceptual(y.clamp(0, 1), x).mean()
+        return mse_weight * mse + l1 + feature_weight * feature, {"mse": mse.item(), "perceptual": feature.item()}
+
+    return loss_fn
+
+
 def stage_decoder(args) -> None:
     """Train the decoder alone further (MSE + L1 + a little feature distance), from ``vae-tune``.
 
     The UNet's latents and the cloak's target (the encoder) are unchanged, so this stage can
     follow the UNet's training.
     """
-    perceptual = EfficientNetLite0Distance()
-
-    def loss_fn(y, x):
-        mse, l1 = F.mse_loss(y, x), (y - x).abs().mean()
-        feature = perceptual(y.clamp(0, 1), x).mean()
-        return 4 * mse + l1 + args.tune_perceptual * feature, {"mse": mse.item(), "perceptual": feature.item()}
-
     train_decoder(args, "vae-tune", "decoder", steps=args.decoder_steps, lr=args.decoder_lr, seed=args.seed + 2,
-                  loss_fn=loss_fn)
+                  loss_fn=decoder_loss(4.0, args.tune_perceptual))
 
 
 def stage_decoder_ema(args) -> None:
@@ -228,6 +257,16 @@ def stage_decoder_ema(args) -> None:
 
     train_decoder(args, "decoder", "decoder-ema", steps=args.ema_steps, lr=args.ema_lr, seed=args.seed + 3,
                   loss_fn=loss_fn, ema_decay=args.ema_decay)
+
+
+def stage_decoder_wide(args) -> None:
+    """The decoder twice as wide (``--wide-factor``), trained further from ``decoder`` with its loss.
+
+    At 16 channels for 128 px the decoder trades texture for PSNR (``decoder-ema``); a wider
+    one can have both. The encoder, the latents and the UNet stay as they are.
+    """
+    train_decoder(args, args.wide_from, args.wide_out, steps=args.wide_steps, lr=args.wide_lr, seed=args.seed + 4,
+                  loss_fn=decoder_loss(args.wide_mse, args.wide_perceptual), widen=args.wide_factor)
 
 
 def noise_scheduler():
@@ -332,12 +371,12 @@ def stage_unet_more(args) -> None:
 
 
 def stage_export(args) -> None:
-    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoModel, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     unet_log = json.loads((args.work / "unet" / "train_log.json").read_text())
     more_log = json.loads((args.work / "unet-more" / "train_log.json").read_text())
-    vae = AutoencoderKL.from_pretrained(args.work / args.vae_from)  # vae-tune's encoder, the decoder tuned further
+    vae = AutoModel.from_pretrained(str(args.work / args.vae_from))  # vae-tune's encoder, the decoder tuned further
     vae.register_to_config(scaling_factor=unet_log["scaling_factor"])
     pipeline = StableDiffusionPipeline(
         vae=vae, text_encoder=CLIPTextModel.from_pretrained(args.work / "unet-more" / "text_encoder"),
@@ -349,18 +388,24 @@ def stage_export(args) -> None:
     vae_log = json.loads((args.work / "vae" / "train_log.json").read_text())
     tune_log = json.loads((args.work / "vae-tune" / "train_log.json").read_text())
     decoder_log = json.loads((args.work / "decoder" / "train_log.json").read_text())
+    wide_log = json.loads((args.work / args.vae_from / "train_log.json").read_text()) \
+        if args.vae_from.startswith("decoder-wide") else None
     training = {
         "corpus": {name: json.loads((args.work / name / "corpus.json").read_text()) for name in ("pretrain", "victim")},
         "vae": {"seconds": round(vae_log["seconds"], 1), "last": vae_log["log"][-1], "hardware": vae_log["hardware"]},
         "vae_tune": {"seconds": round(tune_log["seconds"], 1), "last": tune_log["log"][-1], "images": tune_log["images"]},
         "decoder": {"seconds": round(decoder_log["seconds"], 1), "last": decoder_log["log"][-1],
                     "images": decoder_log["images"]},
+        **({"decoder_wide": {"seconds": round(wide_log["seconds"], 1), "last": wide_log["log"][-1],
+                             "factor": wide_log["args"]["wide_factor"]}} if wide_log else {}),
+        "vae_from": args.vae_from,
         "unet": {"seconds": round(unet_log["seconds"], 1), "last": unet_log["log"][-1], "hardware": unet_log["hardware"],
                  "scaling_factor": unet_log["scaling_factor"]},
         "unet_more": {"seconds": round(more_log["seconds"], 1), "last": more_log["log"][-1]},
         "args": {k: v for k, v in vae_log["args"].items() if k.startswith(("vae_", "seed"))}
                 | {k: v for k, v in tune_log["args"].items() if k.startswith("tune_")}
                 | {k: v for k, v in decoder_log["args"].items() if k.startswith("decoder_")}
+                | ({k: v for k, v in wide_log["args"].items() if k.startswith("wide_")} if wide_log else {})
                 | {k: v for k, v in unet_log["args"].items() if k.startswith("unet_")}
                 | {k: v for k, v in more_log["args"].items() if k.startswith("more_")},
     }
@@ -373,7 +418,7 @@ STAGES = {"corpus": stage_corpus, "vae": stage_vae, "vae-tune": stage_vae_tune, 
           "unet-more": stage_unet_more, "decoder": stage_decoder,
           "export": stage_export}
 #: Stages run only by name, never by ``all``.
-EXPERIMENTS = {"decoder-ema": stage_decoder_ema}
+EXPERIMENTS = {"decoder-ema": stage_decoder_ema, "decoder-wide": stage_decoder_wide}
 
 
 def main() -> None:
@@ -395,6 +440,13 @@ def main() -> None:
     parser.add_argument("--more-lr", type=float, default=3e-4)
     parser.add_argument("--decoder-steps", type=int, default=1200)
     parser.add_argument("--decoder-lr", type=float, default=2e-4)
+    parser.add_argument("--wide-steps", type=int, default=1000)
+    parser.add_argument("--wide-lr", type=float, default=2e-4)
+    parser.add_argument("--wide-factor", type=int, default=2, help="1: train a wide decoder further as it is")
+    parser.add_argument("--wide-mse", type=float, default=4.0, help="weight of MSE in decoder-wide's loss")
+    parser.add_argument("--wide-perceptual", type=float, default=0.01, help="weight of the feature distance")
+    parser.add_argument("--wide-from", default="decoder", help="the stage decoder-wide starts from")
+    parser.add_argument("--wide-out", default="decoder-wide", help="the stage folder decoder-wide writes")
     parser.add_argument("--ema-steps", type=int, default=2400)
     parser.add_argument("--ema-lr", type=float, default=2e-4)
     parser.add_argument("--ema-l1", type=float, default=0.25, help="weight of L1 beside MSE in decoder-ema")
@@ -402,7 +454,7 @@ def main() -> None:
     parser.add_argument("--unet-steps", type=int, default=2200)
     parser.add_argument("--unet-batch", type=int, default=64)
     parser.add_argument("--unet-lr", type=float, default=6e-4)
-    parser.add_argument("--vae-from", choices=["decoder", "decoder-ema"], default="decoder",
+    parser.add_argument("--vae-from", default="decoder",
                         help="the stage whose autoencoder export ships")
     parser.add_argument("--out", type=Path, default=Path("src/sfumato/weights/sfumato-mini"))
     args = parser.parse_args()

@@ -140,6 +140,56 @@ def test_offset_noise_reruns_the_fine_tunes_and_zero_matches_stages_made_before_
     assert ran == {"finetune-clean", "finetune-cloaked", "generate-clean", "generate-cloaked", "score"}
 
 
+def test_a_new_decoder_reruns_only_the_sampling(tiny_pipeline_dir, art_dir, tmp_path):
+    import shutil
+
+    from diffusers import AutoencoderKL
+
+    from sfumato.widen import widen_decoder
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_pipeline_dir, model)
+    config = _tiny_config(model, art=str(art_dir), artist="sks")
+    run_evaluation(config, tmp_path / "work", log=lambda m: None)
+    wide = widen_decoder(AutoencoderKL.from_pretrained(model / "vae"), noise=0.01, generator=torch.Generator())
+    shutil.rmtree(model / "vae")
+    wide.save_pretrained(model / "vae")
+    (model / "model_index.json").write_text((model / "model_index.json").read_text().replace(
+        '"AutoencoderKL"', '"AsymmetricAutoencoderKL"'))
+    messages = []
+    run_evaluation(config, tmp_path / "work", log=messages.append)
+    ran = {m.split("]")[0][1:] for m in messages if "running" in m}
+    assert ran == {"generate-base", "generate-clean", "generate-cloaked", "score"}
+
+
+def test_part_fingerprints_follow_only_their_parts(tiny_pipeline_dir, tmp_path):
+    import shutil
+
+    from sfumato.evaluation.run import FINETUNE_PARTS, PROTECT_PARTS, model_fingerprint
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_pipeline_dir, model)
+
+    def prints():
+        return [model_fingerprint(str(model), parts) for parts in (None, PROTECT_PARTS, FINETUNE_PARTS)]
+
+    whole, encoder, finetune = prints()
+    assert encoder.endswith("[vae.encoder]") and len({whole, encoder, finetune}) == 3
+    from safetensors.torch import load_file, save_file
+
+    weights = model / "vae" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(weights)
+    tensors["decoder.conv_out.bias"] += 0.1
+    save_file(tensors, weights)
+    assert prints()[1:] == [encoder, finetune] and prints()[0] != whole
+    tensors["encoder.conv_in.bias"] += 0.1
+    save_file(tensors, weights)
+    assert prints()[1] != encoder
+    config = model / "unet" / "config.json"
+    config.write_text(config.read_text().replace('"sample_size": 8', '"sample_size": 16'))
+    assert prints()[2] != finetune
+
+
 def test_same_settings_in_a_fresh_folder_give_the_same_images(art_run, tmp_path):
     config, work, _, _ = art_run
     run_evaluation(config, tmp_path, log=lambda m: None)

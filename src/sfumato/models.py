@@ -16,6 +16,9 @@ from torch import nn
 __all__ = ["ModelLoadError", "VaeEncoder", "check_device", "resolve_model", "load_vae", "load_encoder", "load_img2img_pipeline",
            "load_text2img_pipeline", "native_resolution"]
 
+#: The autoencoder classes a model's ``vae`` may be: Stable Diffusion's, and one with a
+#: wider decoder over the same kind of encoder (sfumato-mini's; see :mod:`sfumato.widen`).
+VAE_CLASSES = ("AutoencoderKL", "AsymmetricAutoencoderKL")
 #: Short names for models that ship inside the package.
 EMBEDDED_MODELS = {"mini": "sfumato-mini", "sfumato-mini": "sfumato-mini"}
 EMBEDDED_DIR = Path(__file__).parent / "weights"
@@ -33,7 +36,7 @@ class VaeEncoder(nn.Module):
     that the perturbation and its gradient keep full precision.
 
     Args:
-        vae (`diffusers.AutoencoderKL`): the model's image autoencoder; frozen here.
+        vae (`diffusers.AutoencoderKL` or `AsymmetricAutoencoderKL`): the model's image autoencoder; frozen here.
     """
 
     def __init__(self, vae: nn.Module):
@@ -109,16 +112,17 @@ def _vae_location(model: str) -> tuple[str, str | None]:
         if (path / "model_index.json").is_file():
             return model, "vae"
         config = path / "config.json"
-        if config.is_file() and json.loads(config.read_text()).get("_class_name") == "AutoencoderKL":
+        if config.is_file() and json.loads(config.read_text()).get("_class_name") in VAE_CLASSES:
             return model, None
-        raise ModelLoadError(f"{model}: not a diffusers pipeline folder (no model_index.json) nor an AutoencoderKL folder")
+        raise ModelLoadError(f"{model}: not a diffusers pipeline folder (no model_index.json) nor an autoencoder folder "
+                             f"({' or '.join(VAE_CLASSES)})")
     if path.exists() or model.startswith((".", "/", "~")):
         raise ModelLoadError(f"{model}: not a folder")
     return model, "vae"
 
 
 def load_vae(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """Load the ``AutoencoderKL`` of a diffusers text-to-image model.
+    """Load the autoencoder (an ``AutoencoderKL`` or ``AsymmetricAutoencoderKL``) of a diffusers text-to-image model.
 
     Args:
         model (`str` or `Path`): ``"mini"``, a local pipeline or VAE folder, or a hub id
@@ -128,14 +132,16 @@ def load_vae(model: str | Path, *, device: str | torch.device = "cpu", dtype: to
         dtype (`torch.dtype`, defaults to float32): float16 only on a GPU. SDXL's VAE
             overflows in float16 (use float32, or a VAE fixed for float16).
     """
-    from diffusers import AutoencoderKL
+    from diffusers import AutoModel
 
     device = check_device(device, dtype)
     source, subfolder = _vae_location(resolve_model(model))
     try:
-        vae = AutoencoderKL.from_pretrained(source, subfolder=subfolder)
+        vae = AutoModel.from_pretrained(source, subfolder=subfolder)
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"cannot load the VAE of {model!r}: {_reason(err, source)}") from None
+    if type(vae).__name__ not in VAE_CLASSES:
+        raise ModelLoadError(f"the VAE of {model!r} is a {type(vae).__name__}, not one of {', '.join(VAE_CLASSES)}")
     return _place(vae, device, dtype)
 
 
