@@ -24,7 +24,7 @@ def test_widened_decoder_keeps_latents_and_images(factor):
     x = _images()
     latents = vae.encode(x).latent_dist.mode()
     assert torch.equal(wide.encode(x).latent_dist.mode(), latents)
-    assert torch.allclose(wide.decode(latents).sample, vae.decode(latents).sample, atol=1e-5)
+    assert torch.allclose(wide.decode(latents).sample, vae.decode(latents).sample, atol=1e-4)  # float32 sums
 
 
 @torch.no_grad()
