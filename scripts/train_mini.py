@@ -202,7 +202,8 @@ def train_decoder(args, source: str, out: str, *, steps: int, lr: float, seed: i
                 for mean, p in zip(average, params):
                     mean.lerp_(p, 1 - ema_decay)
         if step % 25 == 0 or step == steps - 1:
-            held = {"psnr_fixed": monitor_psnr(vae, posteriors[monitor], images[monitor])} if step % 150 == 0 or step == steps - 1 else {}
+            fixed = step % 150 == 0 or step == steps - 1
+            held = {"psnr_fixed": monitor_psnr(vae, posteriors[monitor], images[monitor])} if fixed else {}
             log_row(log, started, step=step, **terms, psnr=psnr(y.detach().clamp(0, 1), x).mean().item(), **held)
     if average is not None:
         with torch.no_grad():
@@ -260,7 +261,7 @@ def stage_decoder_ema(args) -> None:
 
 
 def stage_decoder_wide(args) -> None:
-    """The decoder twice as wide (``--wide-factor``), trained further from ``decoder`` with its loss.
+    """The decoder of ``--wide-from`` made ``--wide-factor`` times as wide, trained further (``decoder``'s loss by default).
 
     At 16 channels for 128 px the decoder trades texture for PSNR (``decoder-ema``); a wider
     one can have both. The encoder, the latents and the UNet stay as they are.
@@ -389,7 +390,7 @@ def stage_export(args) -> None:
     tune_log = json.loads((args.work / "vae-tune" / "train_log.json").read_text())
     decoder_log = json.loads((args.work / "decoder" / "train_log.json").read_text())
     wide_log = json.loads((args.work / args.vae_from / "train_log.json").read_text()) \
-        if args.vae_from.startswith("decoder-wide") else None
+        if type(vae).__name__ == "AsymmetricAutoencoderKL" else None  # a decoder-wide stage, under any --wide-out
     training = {
         "corpus": {name: json.loads((args.work / name / "corpus.json").read_text()) for name in ("pretrain", "victim")},
         "vae": {"seconds": round(vae_log["seconds"], 1), "last": vae_log["log"][-1], "hardware": vae_log["hardware"]},
