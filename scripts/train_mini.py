@@ -29,9 +29,12 @@ the styles' texture (see the model card), so the shipped model does not use it.
 ``decoder-wide``: the ``decoder`` stage's decoder made twice as wide
 (:func:`sfumato.widen.widen_decoder`, an ``AsymmetricAutoencoderKL`` with the same
 encoder) and trained further with the same loss: at 16 channels for 128 px a decoder
-must trade texture for PSNR. ``--wide-from decoder-wide --wide-factor 1 --wide-out
-NAME`` trains a wide decoder further, with other loss weights (``--wide-mse``,
-``--wide-perceptual``). ``--stage export --vae-from decoder-wide`` builds a pipeline with it.
+must trade texture for PSNR. ``--wide-from`` names the stage (or any autoencoder folder,
+such as the shipped model's ``vae``) to start from; ``--wide-factor 1 --wide-out NAME``
+trains a wide decoder further; ``--wide-mse``, ``--wide-perceptual`` and
+``--wide-log-mse`` set its loss. ``--stage export --vae-from decoder-wide`` builds a
+pipeline with it, and with ``--base DIR`` it takes everything else from the pipeline
+folder DIR (for example the shipped model, when ``--work`` holds no UNet stages).
 
 Then ``scripts/measure_mini.py`` measures the result and writes its model card.
 """
@@ -227,14 +230,22 @@ def tuning_images(args) -> torch.Tensor:
                       load_images(read_manifest(args.judge_corpus, "judge"))])
 
 
-def decoder_loss(mse_weight: float, feature_weight: float):
-    """The decoder stages' loss: MSE + L1 + a little EfficientNet-Lite0 feature distance."""
+def decoder_loss(mse_weight: float, feature_weight: float, log_mse: bool = False):
+    """The decoder stages' loss: MSE + L1 + a little EfficientNet-Lite0 feature distance.
+
+    With ``log_mse`` the MSE term is the batch's mean MSE times the mean of each image's
+    log MSE: the same size, but its gradient is that of the mean per-image PSNR (the
+    figure the model card reports), which weighs each image by the batch mean over its own
+    error instead of weighing the worst images most.
+    """
     perceptual = EfficientNetLite0Distance()
 
     def loss_fn(y, x):
-        mse, l1 = F.mse_loss(y, x), (y - x).abs().mean()
+        per_image = (y - x).square().flatten(1).mean(1)
+        mse, l1 = per_image.mean(), (y - x).abs().mean()
+        fit = mse.detach() * per_image.clamp_min(1e-8).log().mean() if log_mse else mse
         feature = perceptual(y.clamp(0, 1), x).mean()
-        return mse_weight * mse + l1 + feature_weight * feature, {"mse": mse.item(), "perceptual": feature.item()}
+        return mse_weight * fit + l1 + feature_weight * feature, {"mse": mse.item(), "perceptual": feature.item()}
 
     return loss_fn
 
@@ -267,7 +278,7 @@ def stage_decoder_wide(args) -> None:
     one can have both. The encoder, the latents and the UNet stay as they are.
     """
     train_decoder(args, args.wide_from, args.wide_out, steps=args.wide_steps, lr=args.wide_lr, seed=args.seed + 4,
-                  loss_fn=decoder_loss(args.wide_mse, args.wide_perceptual), widen=args.wide_factor)
+                  loss_fn=decoder_loss(args.wide_mse, args.wide_perceptual, args.wide_log_mse), widen=args.wide_factor)
 
 
 def noise_scheduler():
@@ -371,10 +382,48 @@ def stage_unet_more(args) -> None:
     save_unet(args, args.work / "unet-more", unet, text_encoder, tokenizer, log, first["scaling_factor"], started)
 
 
+def wide_record(vae, stage: Path) -> dict:
+    """``training.json``'s entries for the autoencoder of ``stage``: its name and, for a wide decoder, its log."""
+    if type(vae).__name__ != "AsymmetricAutoencoderKL":
+        return {"vae_from": stage.name}
+    log = json.loads((stage / "train_log.json").read_text())  # a decoder-wide stage, under any --wide-out
+    return {"decoder_wide": {"seconds": round(log["seconds"], 1), "last": log["log"][-1], "log": log["log"],
+                             "hardware": log["hardware"], "args": {k: v for k, v in log["args"].items()
+                                                                   if k.startswith("wide_")}},
+            "vae_from": stage.name}
+
+
+def export_onto_base(args) -> None:
+    """Export ``--base``'s pipeline with the autoencoder of ``--vae-from``: for a decoder trained after the rest.
+
+    The UNet, text encoder, tokenizer and scheduler are ``--base``'s, byte for byte, and so is
+    its ``training.json`` except for the autoencoder's entries; ``--work`` need not hold
+    the UNet stages.
+    """
+    from diffusers import AutoModel, StableDiffusionPipeline
+
+    base = StableDiffusionPipeline.from_pretrained(args.base)
+    vae = AutoModel.from_pretrained(str(args.work / args.vae_from))
+    mine, theirs = (dict(v.named_parameters()) for v in (vae, base.vae))
+    latent_side = [name for name in theirs if name.startswith(("encoder.", "quant_conv."))]
+    if any(name not in mine or not torch.equal(mine[name], theirs[name]) for name in latent_side):
+        raise SystemExit(f"{args.vae_from}'s encoder is not {args.base}'s: the UNet's latents would not match")
+    vae.register_to_config(scaling_factor=base.vae.config.scaling_factor)
+    base.register_modules(vae=vae)
+    base.save_pretrained(args.out, safe_serialization=True)
+    training = json.loads((Path(args.base) / "training.json").read_text())
+    training = {k: v for k, v in training.items() if k != "decoder_wide"} | wide_record(vae, args.work / args.vae_from)
+    (Path(args.out) / "training.json").write_text(json.dumps(training, indent=1) + "\n")
+    size = sum(f.stat().st_size for f in Path(args.out).rglob("*.safetensors"))
+    print(f"wrote {args.out} ({args.base} with {args.vae_from}'s autoencoder): {size / 1e6:.1f} MB of safetensors")
+
+
 def stage_export(args) -> None:
     from diffusers import AutoModel, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    if args.base is not None:
+        return export_onto_base(args)
     unet_log = json.loads((args.work / "unet" / "train_log.json").read_text())
     more_log = json.loads((args.work / "unet-more" / "train_log.json").read_text())
     vae = AutoModel.from_pretrained(str(args.work / args.vae_from))  # vae-tune's encoder, the decoder tuned further
@@ -389,24 +438,19 @@ def stage_export(args) -> None:
     vae_log = json.loads((args.work / "vae" / "train_log.json").read_text())
     tune_log = json.loads((args.work / "vae-tune" / "train_log.json").read_text())
     decoder_log = json.loads((args.work / "decoder" / "train_log.json").read_text())
-    wide_log = json.loads((args.work / args.vae_from / "train_log.json").read_text()) \
-        if type(vae).__name__ == "AsymmetricAutoencoderKL" else None  # a decoder-wide stage, under any --wide-out
     training = {
         "corpus": {name: json.loads((args.work / name / "corpus.json").read_text()) for name in ("pretrain", "victim")},
         "vae": {"seconds": round(vae_log["seconds"], 1), "last": vae_log["log"][-1], "hardware": vae_log["hardware"]},
         "vae_tune": {"seconds": round(tune_log["seconds"], 1), "last": tune_log["log"][-1], "images": tune_log["images"]},
         "decoder": {"seconds": round(decoder_log["seconds"], 1), "last": decoder_log["log"][-1],
                     "images": decoder_log["images"]},
-        **({"decoder_wide": {"seconds": round(wide_log["seconds"], 1), "last": wide_log["log"][-1],
-                             "factor": wide_log["args"]["wide_factor"]}} if wide_log else {}),
-        "vae_from": args.vae_from,
+        **wide_record(vae, args.work / args.vae_from),
         "unet": {"seconds": round(unet_log["seconds"], 1), "last": unet_log["log"][-1], "hardware": unet_log["hardware"],
                  "scaling_factor": unet_log["scaling_factor"]},
         "unet_more": {"seconds": round(more_log["seconds"], 1), "last": more_log["log"][-1]},
         "args": {k: v for k, v in vae_log["args"].items() if k.startswith(("vae_", "seed"))}
                 | {k: v for k, v in tune_log["args"].items() if k.startswith("tune_")}
                 | {k: v for k, v in decoder_log["args"].items() if k.startswith("decoder_")}
-                | ({k: v for k, v in wide_log["args"].items() if k.startswith("wide_")} if wide_log else {})
                 | {k: v for k, v in unet_log["args"].items() if k.startswith("unet_")}
                 | {k: v for k, v in more_log["args"].items() if k.startswith("more_")},
     }
@@ -446,7 +490,10 @@ def main() -> None:
     parser.add_argument("--wide-factor", type=int, default=2, help="1: train a wide decoder further as it is")
     parser.add_argument("--wide-mse", type=float, default=4.0, help="weight of MSE in decoder-wide's loss")
     parser.add_argument("--wide-perceptual", type=float, default=0.01, help="weight of the feature distance")
-    parser.add_argument("--wide-from", default="decoder", help="the stage decoder-wide starts from")
+    parser.add_argument("--wide-log-mse", action="store_true",
+                        help="fit the mean per-image PSNR instead of the mean MSE (see decoder_loss)")
+    parser.add_argument("--wide-from", default="decoder",
+                        help="the stage (or an autoencoder folder) decoder-wide starts from")
     parser.add_argument("--wide-out", default="decoder-wide", help="the stage folder decoder-wide writes")
     parser.add_argument("--ema-steps", type=int, default=2400)
     parser.add_argument("--ema-lr", type=float, default=2e-4)
@@ -458,6 +505,8 @@ def main() -> None:
     parser.add_argument("--vae-from", default="decoder",
                         help="the stage whose autoencoder export ships")
     parser.add_argument("--out", type=Path, default=Path("src/sfumato/weights/sfumato-mini"))
+    parser.add_argument("--base", type=Path, default=None,
+                        help="export: this pipeline folder with --vae-from's autoencoder (see export_onto_base)")
     args = parser.parse_args()
     for name, stage in (STAGES | EXPERIMENTS).items():
         if args.stage == name or (args.stage == "all" and name in STAGES):
