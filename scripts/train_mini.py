@@ -387,9 +387,9 @@ def wide_record(vae, stage: Path) -> dict:
     if type(vae).__name__ != "AsymmetricAutoencoderKL":
         return {"vae_from": stage.name}
     log = json.loads((stage / "train_log.json").read_text())  # a decoder-wide stage, under any --wide-out
-    return {"decoder_wide": {"seconds": round(log["seconds"], 1), "last": log["log"][-1], "log": log["log"],
-                             "hardware": log["hardware"], "args": {k: v for k, v in log["args"].items()
-                                                                   if k.startswith("wide_")}},
+    wide_args = {k: v for k, v in log["args"].items() if k.startswith("wide_")}
+    return {"decoder_wide": {"seconds": round(log["seconds"], 1), "last": log["log"][-1], "hardware": log["hardware"],
+                             "args": wide_args},
             "vae_from": stage.name}
 
 

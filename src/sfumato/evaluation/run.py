@@ -90,8 +90,8 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
     resolution = native_resolution(config.model)
     run = _Runner(accelerator, log)
     weights = model_fingerprint(config.model)  # sampling reads it all
-    encoder_weights, lora_weights = model_fingerprint(config.model, PROTECT_PARTS), model_fingerprint(config.model,
-                                                                                                      FINETUNE_PARTS)
+    encoder_weights = model_fingerprint(config.model, PROTECT_PARTS)
+    lora_weights = model_fingerprint(config.model, FINETUNE_PARTS)
     device = config.device
     judge, perceptual = load_judge(), load_perceptual("auto")
     judge_version = hashlib.sha256(JUDGE_WEIGHTS.read_bytes()).hexdigest()[:12]  # new judge weights: new scores
