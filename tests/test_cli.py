@@ -190,3 +190,26 @@ def test_jpeg_output_warns(tmp_path, out_dir, tiny_vae_dir, capsys):
     assert main(["cloak", str(src), "--out", str(out_dir), "--model", str(tiny_vae_dir), "--format", "jpeg", *FAST]) == 0
     assert "weakens" in capsys.readouterr().err
     assert Image.open(out_dir / "art.cloaked.jpg").format == "JPEG"
+
+
+@pytest.mark.parametrize("protection", ["glaze", "photoguard", "advdm", "mist", "sds", "ace", "aspl", "style-dm"])
+def test_every_protection_cloaks_offline_on_a_tiny_pipeline(tmp_path, out_dir, tiny_pipeline_dir, protection):
+    src = _save(tmp_path / "art.png", height=72, width=96)
+    args = ["cloak", str(src), "--out", str(out_dir), "--model", str(tiny_pipeline_dir), "--protection", protection,
+            "--quality", "2", "--target", "4", "--quiet"]
+    assert main(args) == 0
+    sidecar = json.loads((out_dir / "art.cloak.json").read_text())
+    assert sidecar["protection"] == protection and sidecar["config"]["protection"] == protection
+    assert sidecar["working_resolution"] == 64 and sidecar["working_size"] == [80, 64]  # the tiny VAE's sample size
+    first = (out_dir / "art.cloaked.png").read_bytes()
+    assert main(args) == 0
+    assert (out_dir / "art.cloaked.png").read_bytes() == first, "the same seed gives the same bytes"
+
+
+def test_denoiser_protection_on_a_vae_only_model_is_one_line(tmp_path, out_dir, tiny_vae_dir, capsys):
+    src = _save(tmp_path / "art.png")
+    assert main(["cloak", str(src), "--out", str(out_dir), "--model", str(tiny_vae_dir), "--protection", "advdm",
+                 *FAST]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot load the pipeline" in err and "model_index.json" in err
+    assert not list(out_dir.iterdir()), "nothing is written when the model cannot serve the protection"

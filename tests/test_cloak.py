@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import get_dummy_vae, make_artwork
+from conftest import OtherArtwork, get_dummy_vae, make_artwork
 
 from sfumato.cloak import cloak_image, quantize
 from sfumato.config import resolve_config
-from sfumato.losses import GlazeLoss, get_loss
+from sfumato.losses import GlazeLoss, ProtectionInputs, get_loss
 from sfumato.models import VaeEncoder
 from sfumato.optim import optimize_perturbation, project
-from sfumato.perceptual import load_perceptual
 from sfumato.resize import resize
 
 
 @pytest.fixture(scope="module")
 def encoder():
     return VaeEncoder(get_dummy_vae())
-
-
-@pytest.fixture(scope="module")
-def perceptual():
-    return load_perceptual("effnet-lite0")
-
-
-class OtherArtwork:
-    """A stand-in style target: another seeded artwork of the same size."""
-
-    name = "other-artwork"
-
-    def __call__(self, images):
-        return make_artwork(*images.shape[-2:], seed=99)[None].to(images)
 
 
 def test_loss_falls_and_target_distance_halves_at_default(encoder, perceptual):
@@ -47,10 +32,10 @@ def test_loss_falls_and_target_distance_halves_at_default(encoder, perceptual):
 def test_loss_sees_what_the_encoder_sees_through_the_resize_round_trip(encoder, perceptual):
     """An image 4.7x larger than the working size: the optimiser's last loss must match the distance the
     encoder measures on the written, full-size cloak resized back (not a blurred-away version of it)."""
-    config = resolve_config("default", 30, max_side=96)
+    config = resolve_config("default", 30, resolution=64)
     report = cloak_image(make_artwork(320, 448, seed=8), encoder, OtherArtwork(), perceptual, config,
                          generator=torch.Generator().manual_seed(0)).report
-    assert report["working_size"] == [96, 64] and report["delta_scale"] == 1.0
+    assert report["working_size"] == [88, 64] and report["delta_scale"] == 1.0
     ratio = report["encoder_to_target_after"] / report["encoder_to_target_before"]
     assert ratio <= 0.5
     assert ratio == pytest.approx(report["loss_last"], abs=0.05)
@@ -58,7 +43,7 @@ def test_loss_sees_what_the_encoder_sees_through_the_resize_round_trip(encoder, 
 
 @pytest.mark.parametrize("intensity", ["low", "default", "high", 12])
 def test_budget_and_linf_hold_after_quantisation(encoder, perceptual, intensity):
-    config = resolve_config(intensity, "preview", max_side=128)
+    config = resolve_config(intensity, "preview", resolution=128)
     image = make_artwork(80, 112, seed=3)
     result = cloak_image(image, encoder, OtherArtwork(), perceptual, config, generator=torch.Generator().manual_seed(1))
     out = result.image
@@ -74,7 +59,7 @@ def test_budget_and_linf_hold_after_quantisation(encoder, perceptual, intensity)
 
 def test_budget_is_enforced_by_shrinking_delta(encoder, perceptual):
     """With no penalty at all, the final bisection alone must bring the cloak inside the budget."""
-    config = resolve_config("high", 20, alpha=0.0, budget_scale=0.05, max_side=128)
+    config = resolve_config("high", 20, alpha=0.0, budget_scale=0.05, resolution=128)
     image = make_artwork(64, 96, seed=4)
     result = cloak_image(image, encoder, OtherArtwork(), perceptual, config, generator=torch.Generator().manual_seed(0))
     assert result.report["delta_scale"] < 1.0
@@ -92,7 +77,7 @@ def test_same_seed_same_output_other_seed_differs(encoder, perceptual):
 
 @pytest.mark.parametrize("height,width", [(333, 517), (64, 64), (517, 333)])
 def test_size_preserved(encoder, perceptual, height, width):
-    config = resolve_config("default", 3, max_side=128)
+    config = resolve_config("default", 3, resolution=128)
     result = cloak_image(make_artwork(height, width), encoder, OtherArtwork(), perceptual, config,
                          generator=torch.Generator().manual_seed(0))
     assert result.image.shape == (3, height, width)
@@ -101,7 +86,7 @@ def test_size_preserved(encoder, perceptual, height, width):
 
 def test_large_scan_keeps_size_and_has_no_seams(encoder, perceptual):
     """A 4000x3000 scan is cloaked at the working resolution; δ is upsampled smoothly, without tiles."""
-    config = resolve_config("default", "preview")
+    config = resolve_config("default", "preview", resolution=192)
     image = quantize(0.25 + 0.5 * make_artwork(300, 400, seed=6))  # mid-tones: the [0, 1] box never clips δ
     image = torch.nn.functional.interpolate(image[None], size=(3000, 4000), mode="nearest")[0]
     result = cloak_image(image, encoder, OtherArtwork(), perceptual, config, generator=torch.Generator().manual_seed(0))
@@ -117,12 +102,12 @@ def test_large_scan_keeps_size_and_has_no_seams(encoder, perceptual):
 
 @pytest.mark.parametrize("height,width", [(64, 1200), (1200, 64), (100, 1000)])
 def test_extreme_aspect_ratios_keep_a_usable_short_side(encoder, perceptual, height, width):
-    from sfumato.resize import MIN_WORKING_SIDE, working_size
+    from sfumato.resize import working_size
 
-    for max_side in (128, 256, 512):
-        h, w = working_size(height, width, max_side, 8)
-        assert min(h, w) >= min(MIN_WORKING_SIDE, min(height, width)) - 8 and h % 8 == 0 == w % 8
-    config = resolve_config("default", 2, max_side=128)
+    for side in (64, 128, 256, 512):
+        h, w = working_size(height, width, side, 8)
+        assert min(side, min(height, width)) - 8 < min(h, w) <= min(side, min(height, width)) and h % 8 == 0 == w % 8
+    config = resolve_config("default", 2, resolution=128)
     result = cloak_image(make_artwork(height, width), encoder, OtherArtwork(), perceptual, config,
                          generator=torch.Generator().manual_seed(0))
     assert result.image.shape == (3, height, width)
@@ -165,15 +150,15 @@ def test_optimizer_projection():
 
 def test_glaze_loss_is_normalised(encoder, perceptual):
     image, target = make_artwork(64, 64, 1)[None], make_artwork(64, 64, 2)[None]
-    loss = GlazeLoss(encoder, image, target, perceptual, budget=0.01, alpha=10.0)
+    loss = GlazeLoss(ProtectionInputs(image, target, encoder, perceptual, budget=0.01, alpha=10.0))
     assert float(loss(image)) == pytest.approx(1.0, rel=1e-5)
 
 
 def test_glaze_hinge_counts_only_over_budget(encoder, perceptual):
     image, target = make_artwork(64, 64, 1)[None], make_artwork(64, 64, 2)[None]
     moved = (image + 0.05 * torch.randn(image.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-    loose = GlazeLoss(encoder, image, target, perceptual, budget=1e6, alpha=10.0)
-    tight = GlazeLoss(encoder, image, target, perceptual, budget=0.0, alpha=10.0)
+    loose = GlazeLoss(ProtectionInputs(image, target, encoder, perceptual, budget=1e6, alpha=10.0))
+    tight = GlazeLoss(ProtectionInputs(image, target, encoder, perceptual, budget=0.0, alpha=10.0))
     excess = float(perceptual(moved, image))
     assert float(tight(moved)) == pytest.approx(float(loose(moved)) + 10.0 * excess, rel=1e-4)
     x = moved.clone().requires_grad_(True)

@@ -284,7 +284,7 @@ def test_shipped_configs_load(tmp_path):
     bad.write_text('[protect]\ncountermeasure = "jpeg"\n')
     with pytest.raises(ValueError, match="countermeasure"):
         load_config(bad)
-    with pytest.raises(ValueError, match="shipped presets: mini-full, mini-quick, sd15-gpu"):
+    with pytest.raises(ValueError, match="shipped presets: mini-bench, mini-full, mini-quick, sd15-gpu"):
         load_config("mini-nothing")
     with pytest.raises(ValueError, match="held-out artists"):
         EvaluationConfig(victims=(3,))
@@ -372,3 +372,32 @@ def test_verdict_separates_cases_where_the_attack_failed():
     text = verdict(aggregate)
     assert "only partly" in text and "In 1 of 2 cases" in text and "protection success is 20.0 %" in text
     assert "In " not in verdict(_aggregate([case("b", 0.9, 0.8)]))
+
+
+def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipeline_dir, victim_corpus, tmp_path):
+    from sfumato.evaluation.benchmark import run_benchmark
+    from sfumato.evaluation.config import BenchmarkSettings
+
+    config = _tiny_config(tiny_pipeline_dir, cases=((2, 0),), corpus=str(victim_corpus),
+                          benchmark=BenchmarkSettings(protections=("glaze", "sds", "photoguard"),
+                                                      intensities=("default",), sweep_intensities=("low",),
+                                                      sweep=("glaze",), sweep_best=1))
+    messages = []
+    metrics = run_benchmark(config, tmp_path / "work", tmp_path / "report", log=messages.append)
+    assert sum("[finetune-clean] running" in m for m in messages) == 1, "the clean side runs once"
+    assert sum("[generate-base] running" in m for m in messages) == 1
+    case = tmp_path / "work" / "artist02-seed0"
+    for folder in ("protect", "protect-sds", "protect-photoguard", "protect-ilow", "finetune-cloaked-sds",
+                   "generate-cloaked-photoguard", "score-sds"):
+        assert (case / folder / "manifest.json").is_file(), folder
+    assert metrics["cases"] == ["artist02-seed0"] and 0 <= metrics["clean_mimicry"] <= 1
+    levels = {name: set(entry["intensities"]) for name, entry in metrics["protections"].items()}
+    assert levels["glaze"] == {"8", "4"} and {"8"} <= levels["sds"] and len([n for n in levels if "4" in levels[n]]) <= 2
+    entry = metrics["protections"]["sds"]["intensities"]["8"]
+    for key in ("protection_success", "psnr_db", "ssim", "perceptual_distance", "seconds_per_image", "peak_rss_mb",
+                "judged_as_target"):
+        assert key in entry, key
+    assert entry["psnr_db"] > 30 and entry["linf_levels"] <= 8 + 1e-4
+    for name in ("report.md", "metrics.json", "frontier.png", "grid.png"):
+        assert (tmp_path / "report" / name).is_file(), name
+    assert "| sds | 8 |" in (tmp_path / "report" / "report.md").read_text()

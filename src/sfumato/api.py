@@ -14,6 +14,7 @@ import torch
 
 from .cloak import CloakResult, cloak_image
 from .config import CloakConfig
+from .losses import needs_denoiser
 from .models import load_encoder, load_img2img_pipeline
 from .perceptual import load_perceptual
 from .resize import fit_to_grid
@@ -36,7 +37,7 @@ class Cloaker:
 
     def __init__(self, model: str = "mini", device: str = "cpu", half: bool = False, perceptual: str = "auto"):
         self.model, self.device, self.half, self.perceptual_name = str(model), torch.device(device), half, perceptual
-        self._encoder = self._perceptual = self._pipeline = None
+        self._encoder = self._perceptual = self._pipeline = self._denoiser = None
         self._lock = threading.Lock()
 
     @property
@@ -64,6 +65,17 @@ class Cloaker:
             if self._pipeline is None:
                 self._pipeline = load_img2img_pipeline(self.model, device=self.device, dtype=self.dtype, vae=vae)
         return self._pipeline
+
+    @property
+    def denoiser(self):
+        """The model's UNet side (:class:`~sfumato.denoiser.Denoiser`), from the lazily loaded pipeline."""
+        from .denoiser import Denoiser
+
+        pipeline = self.pipeline
+        with self._lock:
+            if self._denoiser is None:
+                self._denoiser = Denoiser.from_pipeline(pipeline)
+        return self._denoiser
 
     def resolve_target(self, spec: str | int | Path, images: list[torch.Tensor], seed: int = 0):
         """Turn a target spec into a style target; ``"auto"`` chooses one for the whole set.
@@ -108,12 +120,13 @@ class Cloaker:
             record = {"choice": "given", "target": getattr(target, "name", type(target).__name__)}
         else:
             target, record = self.resolve_target(target, images, seed)
+        denoiser = self.denoiser if needs_denoiser(config.protection) else None  # glaze, photoguard: VAE only
         results = []
         for index, (image, mask) in enumerate(zip(images, masks)):
             step = None if callback is None else (lambda s, loss, i=index: callback(i, s, loss))
             generator = torch.Generator().manual_seed(seed)
-            results.append(cloak_image(image, self.encoder, target, self.perceptual, config,
-                                       mask=mask, generator=generator, callback=step))
+            results.append(cloak_image(image, self.encoder, target, self.perceptual, config, mask=mask,
+                                       denoiser=denoiser, generator=generator, callback=step))
         return results, record
 
     def cloak_file(self, path, out, config: CloakConfig, *, target, seed: int = 0, format: str = "png",
@@ -152,9 +165,10 @@ class Cloaker:
         return result, sidecar
 
     @torch.no_grad()
-    def encoder_view(self, images: torch.Tensor, max_side: int = 512) -> torch.Tensor:
-        """What the model's encoder sees: decode(E(x)) for (B, 3, H, W) in [0, 1]."""
+    def encoder_view(self, images: torch.Tensor, side: int | None = None) -> torch.Tensor:
+        """What the model's encoder sees: decode(E(x)) for (B, 3, H, W) in [0, 1], at the mimic's
+        resolution (shorter side ``side``, by default the model's)."""
         vae = self.encoder.vae
-        x = fit_to_grid(images.to(self.device), max_side, self.encoder.downsample)
+        x = fit_to_grid(images.to(self.device), side or self.encoder.resolution, self.encoder.downsample)
         decoded = vae.decode(self.encoder(x).to(vae.dtype)).sample.float()
         return ((decoded + 1) / 2).clamp(0, 1)

@@ -12,6 +12,7 @@ import torch
 from . import __version__
 from .config import INTENSITY_PRESETS, QUALITY_PRESETS, resolve_config
 from .io import ImageError, check_output_path, find_images, load_image
+from .losses import PROTECTIONS, needs_denoiser
 from .models import ModelLoadError, check_device
 from .resize import fit_to_grid
 from .targets import parse_target
@@ -23,7 +24,7 @@ def _error(message: str) -> None:
 def cmd_cloak(args: argparse.Namespace) -> int:
     # 1. Check every setting and the inputs' names before any work.
     try:
-        config = resolve_config(args.intensity, args.quality)
+        config = resolve_config(args.intensity, args.quality, protection=args.protection)
         target_spec = parse_target(args.target)
         check_device(args.device, torch.float16 if args.half else torch.float32)
     except (ValueError, ModelLoadError) as err:
@@ -47,6 +48,8 @@ def cmd_cloak(args: argparse.Namespace) -> int:
     cloaker = Cloaker(args.model, device=args.device, half=args.half, perceptual=args.perceptual)
     try:
         cloaker.encoder, cloaker.perceptual
+        if needs_denoiser(config.protection):
+            cloaker.denoiser  # the whole pipeline: the UNet and text encoder
     except (ModelLoadError, ValueError) as err:
         _error(str(err))
         return 1
@@ -110,8 +113,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             victims=None if args.victims is None else tuple(int(v) for v in args.victims.split(",")),
             seeds=None if args.seeds is None else tuple(int(v) for v in args.seeds.split(",")),
             **{"protect.intensity": args.intensity, "protect.quality": args.quality, "protect.target": args.target,
-               "protect.countermeasure": args.countermeasure, "lora.steps": args.lora_steps,
-               "lora.rank": args.lora_rank, "generate.images_per_prompt": args.images_per_prompt})
+               "protect.countermeasure": args.countermeasure, "protect.protection": args.protection, "lora.steps": args.lora_steps,
+               "lora.rank": args.lora_rank, "generate.images_per_prompt": args.images_per_prompt,
+               "benchmark.protections": None if args.protections is None else tuple(args.protections.split(","))})
         check_device(config.device)
     except (ValueError, ModelLoadError) as err:
         _error(str(err))
@@ -123,11 +127,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = Path(args.report) if args.report else work / "report"
     log = (lambda *a: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     try:
-        metrics = run_evaluation(config, work, report, accelerator=accelerator, log=log)
+        if config.benchmark is not None:
+            from .evaluation.benchmark import run_benchmark
+
+            metrics = run_benchmark(config, work, report, accelerator=accelerator, log=log)
+        else:
+            metrics = run_evaluation(config, work, report, accelerator=accelerator, log=log)
     except (ValueError, ModelLoadError, ImageError, FileNotFoundError) as err:
         _error(str(err))
         return 1
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and config.benchmark is not None:
+        for name, entry in metrics["protections"].items():
+            for levels, f in entry["intensities"].items():
+                success = f["protection_success"]
+                print(f"{name} at ±{levels}: protection success "
+                      f"{'n/a' if success is None else f'{success:.1%}'} over {f['cases_where_attack_worked']} "
+                      f"case(s), PSNR {f['psnr_db']:.1f} dB")
+        print(f"report: {report / 'report.md'}")
+    elif accelerator.is_main_process:
         aggregate = metrics["aggregate"]
         if "mimicry_success" in aggregate:
             ms = aggregate["mimicry_success"]
@@ -154,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write OUT/<name>.cloaked.png and OUT/<name>.cloak.json for each input.")
     c.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, or folders of images")
     c.add_argument("--out", required=True, metavar="DIR", help="existing output folder")
+    c.add_argument("--protection", default="glaze", choices=list(PROTECTIONS),
+                   help="the objective (default: glaze). " + "; ".join(f"{k}: {v.summary}" for k, v in PROTECTIONS.items()))
     c.add_argument("--intensity", default="default",
                    help=f"{', '.join(INTENSITY_PRESETS)}, or the L-inf cap in 8-bit levels (default: default = 8)")
     c.add_argument("--quality", default="default",
@@ -187,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--artist", help="the prompt word for --art images (default: sks)")
     e.add_argument("--images", type=int, help="training images per artist")
     e.add_argument("--seeds", help="comma-separated seeds, one full run each")
+    e.add_argument("--protection", help="the protection to evaluate (as sfumato cloak; default: the config's)")
+    e.add_argument("--protections", metavar="A,B,C",
+                   help="compare these protections on the same cases, one report (default: the config's [benchmark])")
     e.add_argument("--intensity", help="cloak intensity (as sfumato cloak)")
     e.add_argument("--quality", help="cloak render quality (as sfumato cloak)")
     e.add_argument("--target", help="cloak target (as sfumato cloak)")

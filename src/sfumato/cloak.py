@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 
 from .config import CloakConfig
-from .losses import get_loss, latent_distance
+from .losses import ProtectionInputs, build_loss, latent_distance, needs_denoiser
 from .optim import optimize_perturbation
 from .quality import linf_255, psnr, ssim
 from .resize import resize, working_size
@@ -70,7 +70,7 @@ def cloak_image(
     config: CloakConfig,
     *,
     mask: torch.Tensor | None = None,
-    protection: str = "glaze",
+    denoiser=None,
     generator: torch.Generator | None = None,
     callback: Callable[[int, float], None] | None = None,
 ) -> CloakResult:
@@ -81,16 +81,19 @@ def cloak_image(
         encoder: the model's image encoder E (a :class:`~sfumato.models.VaeEncoder`).
         target: Ω, ``(B, 3, h, w) -> (B, 3, h, w)`` (see :mod:`sfumato.targets`).
         perceptual: a :class:`~sfumato.perceptual.PerceptualMetric`.
-        config (`CloakConfig`): budget, steps and working resolution.
+        config (`CloakConfig`): protection, budget, steps and working resolution.
         mask (`torch.Tensor`, *optional*): (1, H, W) in {0, 1}; pixels where it is 0
             (fully transparent ones) are left untouched.
-        protection (`str`, defaults to ``"glaze"``): name of the loss in :data:`~sfumato.losses.LOSSES`.
-        generator (`torch.Generator`, *optional*): seeds the optimiser's random start.
+        denoiser (:class:`~sfumato.denoiser.Denoiser`, *optional*): the model's UNet side, needed
+            by the protections that attack the denoiser (:func:`~sfumato.losses.needs_denoiser`).
+        generator (`torch.Generator`, *optional*): seeds the optimiser's random start and every
+            draw of timesteps and noise; the denoiser-aware protections need one.
         callback: ``callback(step, loss)`` after every optimiser step.
 
     Returns:
         A :class:`CloakResult`; its ``report`` holds the perceptual metric's name and
-        budget, the achieved perceptual distance (at the working resolution), PSNR,
+        budget, the protection and the working size, the achieved perceptual distance (at the
+        working resolution), PSNR,
         SSIM and L∞ (in 8-bit levels, at full size), and encoder-space distances to
         the target and to the original, before and after.
     """
@@ -98,14 +101,18 @@ def cloak_image(
         raise ValueError(f"image must be (3, H, W), got {tuple(image.shape)}")
     if min(image.shape[-2:]) < 64:
         raise ValueError(f"image is {image.shape[-1]}x{image.shape[-2]}; both sides need at least 64 px")
+    if needs_denoiser(config.protection) and denoiser is None:
+        raise ValueError(f"protection {config.protection!r} attacks the denoiser; pass the model's denoiser")
     started = time.perf_counter()
     device = encoder.device
     full = image[None].to(device)  # (1, 3, H, W)
     full_mask = None if mask is None else mask[None].to(device, full.dtype)  # (1, 1, H, W)
     full_size = tuple(full.shape[-2:])
-    work_size = working_size(*full_size, config.max_side, encoder.downsample)
+    side = config.resolution or encoder.resolution
+    multiple = encoder.downsample * (denoiser.multiple if denoiser is not None else 1)
+    work_size = working_size(*full_size, side, multiple)
 
-    # 1. The artwork and its style target at the working resolution.
+    # 1. The artwork and its style target at the mimic's resolution (its resize, before its crop).
     x = resize(full, work_size)  # (1, 3, h, w)
     work_mask = None if full_mask is None else resize(full_mask, work_size)
     with torch.no_grad():
@@ -123,7 +130,9 @@ def cloak_image(
         return (x + resize(up if trip_mask is None else up * trip_mask, work_size)).clamp(0, 1)
 
     budget = config.perceptual_budget(perceptual.name)
-    protection_loss = get_loss(protection)(encoder, x, styled, perceptual, budget, config.alpha)
+    inputs = ProtectionInputs(images=x, target=styled, encoder=encoder, perceptual=perceptual, budget=budget,
+                              alpha=config.alpha, denoiser=denoiser, caption=config.caption, generator=generator)
+    protection_loss = build_loss(config.protection, inputs)
     result = optimize_perturbation(
         x, lambda x_adv: protection_loss(seen(x_adv)), epsilon=config.epsilon, steps=config.steps,
         step_size=config.step_size, mask=work_mask, generator=generator, callback=callback,
@@ -149,9 +158,10 @@ def cloak_image(
         z_x, z_target, z_cloaked = encoder(x), encoder(styled), encoder(resize(cloaked, work_size))
         report = {
             "target": getattr(target, "name", type(target).__name__),
-            "protection": protection,
+            "protection": config.protection,
             "size": [full_size[1], full_size[0]],
             "working_size": [work_size[1], work_size[0]],
+            "working_resolution": side,
             "perceptual_metric": perceptual.name,
             "perceptual_budget": budget,
             "perceptual_distance": distance,

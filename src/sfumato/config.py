@@ -55,11 +55,17 @@ class CloakConfig:
             relative to the (normalised) encoder loss.
         steps (`int`, defaults to 100): optimiser steps per image.
         lr_levels (`float`, defaults to 1.0): Adam step size in 8-bit levels.
-        max_side (`int`, defaults to 512): longest side, in pixels, of the working
-            resolution at which the encoder sees the image. Larger images are
-            cloaked at this size and the perturbation is upsampled (bilinear, so the
-            L∞ cap still holds) onto the full image: memory stays bounded and there
-            are no tile seams. Mimics resize to their model's resolution anyway.
+        resolution (`int`, *optional*): the shorter side, in pixels, at which the mimic sees the
+            image, and so the cloak's working resolution: a mimic resizes the artwork's shorter
+            side to its model's resolution before it crops and trains (128 px for sfumato-mini,
+            512 for Stable Diffusion 1.5, 1024 for SDXL). The cloak is optimised there, through
+            that resize, and its perturbation upsampled (bilinear, so the L∞ cap still holds)
+            onto the full image: a 4000x3000 scan costs what a small image costs. ``None``
+            (the default) means the model's own resolution (its VAE's ``sample_size``).
+        protection (`str`, defaults to ``"glaze"``): the objective, a name in
+            :data:`sfumato.losses.PROTECTIONS`.
+        caption (`str`, defaults to ``"a painting"``): the text the denoiser-aware protections
+            condition on (an artist's own tool cannot know a mimic's prompt).
     """
 
     max_levels: float = 8.0
@@ -67,7 +73,9 @@ class CloakConfig:
     alpha: float = 30.0
     steps: int = 100
     lr_levels: float = 1.0
-    max_side: int = 512
+    resolution: int | None = None
+    protection: str = "glaze"
+    caption: str = "a painting"
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_levels <= 64:
@@ -80,8 +88,12 @@ class CloakConfig:
             raise ValueError(f"lr_levels must be positive, got {self.lr_levels}")
         if self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.max_side < 64:
-            raise ValueError(f"max_side must be at least 64, got {self.max_side}")
+        if self.resolution is not None and self.resolution < 64:
+            raise ValueError(f"resolution must be at least 64 px, got {self.resolution}")
+        from .losses import PROTECTIONS
+
+        if self.protection not in PROTECTIONS:
+            raise ValueError(f"unknown protection {self.protection!r}; valid: {', '.join(PROTECTIONS)}")
 
     @property
     def epsilon(self) -> float:
@@ -114,12 +126,13 @@ INTENSITY_PRESETS = {
     "high": dict(max_levels=16.0),
 }
 
-#: Render-quality presets: optimisation time (steps) and working resolution.
+#: Render-quality presets: optimisation time (steps and step size). The working resolution is
+#: the mimic's, whatever the preset (see ``CloakConfig.resolution``).
 QUALITY_PRESETS = {
-    "preview": dict(steps=10, lr_levels=2.0, max_side=256),
-    "faster": dict(steps=40, lr_levels=1.0, max_side=384),
-    "default": dict(steps=100, lr_levels=1.0, max_side=512),
-    "slower": dict(steps=250, lr_levels=0.5, max_side=512),
+    "preview": dict(steps=10, lr_levels=2.0),
+    "faster": dict(steps=40, lr_levels=1.0),
+    "default": dict(steps=100, lr_levels=1.0),
+    "slower": dict(steps=250, lr_levels=0.5),
 }
 
 
@@ -146,8 +159,7 @@ def resolve_config(intensity: str | float = "default", quality: str | int = "def
         intensity (`str` or `float`): ``"low"``, ``"default"``, ``"high"``, or the L∞
             cap in 8-bit levels (for example ``12``).
         quality (`str` or `int`): ``"preview"``, ``"faster"``, ``"default"``,
-            ``"slower"``, or a number of optimiser steps (working resolution as
-            ``"default"``).
+            ``"slower"``, or a number of optimiser steps (step size as ``"default"``).
         **overrides: any other :class:`CloakConfig` field.
     """
     fields = dict(QUALITY_PRESETS["default"])

@@ -49,6 +49,12 @@ class VaeEncoder(nn.Module):
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
+    def resolution(self) -> int:
+        """The side, in pixels, the model works at (its VAE's ``sample_size``: 512 for Stable Diffusion 1.5)."""
+        size = self.vae.config.sample_size
+        return int(size if isinstance(size, int) else min(size))
+
+    @property
     def device(self) -> torch.device:
         return next(self.vae.parameters()).device
 

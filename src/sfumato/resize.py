@@ -12,20 +12,15 @@ import torch.nn.functional as F
 __all__ = ["working_size", "fit_to_grid", "resize"]
 
 
-#: Shortest side, in pixels, that a working size keeps (the style networks and metrics need 32).
-MIN_WORKING_SIDE = 64
+def working_size(height: int, width: int, side: int, multiple: int) -> tuple[int, int]:
+    """The size a mimic resizes an image to before cropping: the shorter side scaled down to ``side``
+    (never up), both sides snapped down to a multiple of ``multiple``.
 
-
-def working_size(height: int, width: int, max_side: int, multiple: int) -> tuple[int, int]:
-    """The image's size scaled down so that its longest side is at most ``max_side``, sides snapped
-    down to a multiple of ``multiple``.
-
-    The shortest side never drops below ``MIN_WORKING_SIDE`` (or the image's own, if smaller):
-    a very wide or tall image keeps a longer long side instead.
+    This is the resize of diffusers' fine-tuning scripts (``transforms.Resize(resolution)``), so a
+    cloak optimised at this size is the one the mimic's crop is taken from.
     """
-    scale = min(1.0, max_side / max(height, width))
-    scale = max(scale, min(1.0, MIN_WORKING_SIDE / min(height, width)))
-    snap = lambda side: max(multiple, int(side * scale / multiple) * multiple)  # noqa: E731
+    scale = min(1.0, side / min(height, width))
+    snap = lambda length: max(multiple, int(length * scale / multiple) * multiple)  # noqa: E731
     return snap(height), snap(width)
 
 
@@ -36,6 +31,6 @@ def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def fit_to_grid(images: torch.Tensor, max_side: int, multiple: int) -> torch.Tensor:
+def fit_to_grid(images: torch.Tensor, side: int, multiple: int) -> torch.Tensor:
     """Resize (B, C, H, W) to :func:`working_size`."""
-    return resize(images, working_size(*images.shape[-2:], max_side, multiple))
+    return resize(images, working_size(*images.shape[-2:], side, multiple))

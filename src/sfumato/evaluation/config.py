@@ -15,7 +15,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["ProtectSettings", "GenerateSettings", "EvaluationConfig", "load_config", "COUNTERMEASURES", "PRESETS"]
+__all__ = ["ProtectSettings", "GenerateSettings", "BenchmarkSettings", "EvaluationConfig", "load_config",
+           "COUNTERMEASURES", "PRESETS"]
 
 #: Ready configs shipped with sfumato: ``mini-quick``, ``mini-full``, ``sd15-gpu``.
 PRESETS = Path(__file__).parent / "configs"
@@ -29,6 +30,7 @@ class ProtectSettings:
     """How the artist cloaks: ``sfumato cloak``'s settings, plus what the mimic does to the result.
 
     Args:
+        protection (`str`): the objective, a name in :data:`sfumato.losses.PROTECTIONS`.
         intensity (`str`): ``low``, ``default``, ``high`` or an L∞ cap in 8-bit levels.
         quality (`str`): ``preview``, ``faster``, ``default``, ``slower`` or a number of steps.
         target (`str`): ``auto``, a built-in style ``0``-``25``, or a style image path.
@@ -36,13 +38,14 @@ class ProtectSettings:
             mimic to the cloaked images before fine-tuning.
     """
 
+    protection: str = "glaze"
     intensity: str = "default"
     quality: str = "default"
     target: str = "auto"
     countermeasure: str = "none"
 
     def __post_init__(self) -> None:
-        resolve_config(self.intensity, self.quality)  # raises on a bad preset
+        resolve_config(self.intensity, self.quality, protection=self.protection)  # raises on a bad setting
         kind, _, value = self.countermeasure.partition(":")
         if kind not in COUNTERMEASURES or (kind != "none") != bool(value):
             raise ValueError(f"countermeasure must be none, jpeg:QUALITY or blur:SIGMA, got {self.countermeasure!r}")
@@ -68,6 +71,35 @@ class GenerateSettings:
 
 
 @dataclass(frozen=True)
+class BenchmarkSettings:
+    """Several protections on the same cases: the clean stages are shared, each protection adds its own.
+
+    Args:
+        protections (`tuple[str, ...]`): every protection, each run at ``intensities``.
+        intensities (`tuple[str, ...]`): the intensities every protection runs at (``"8"``: ±8 levels).
+        sweep_intensities (`tuple[str, ...]`): further intensities for the protections in ``sweep``
+            and for the ``sweep_best`` protections with the highest protection success at the first
+            of ``intensities``, for the frontier of protection against visibility.
+        sweep (`tuple[str, ...]`): protections always swept (``glaze``, the reference).
+        sweep_best (`int`): how many of the best protections are swept too.
+    """
+
+    protections: tuple[str, ...] = ("glaze",)
+    intensities: tuple[str, ...] = ("8",)
+    sweep_intensities: tuple[str, ...] = ()
+    sweep: tuple[str, ...] = ("glaze",)
+    sweep_best: int = 2
+
+    def __post_init__(self) -> None:
+        for name in (*self.protections, *self.sweep):
+            resolve_config(protection=name)  # raises on an unknown protection
+        for intensity in (*self.intensities, *self.sweep_intensities):
+            resolve_config(intensity)
+        if not self.protections or not self.intensities or self.sweep_best < 0:
+            raise ValueError("a benchmark needs protections and intensities, and sweep_best >= 0")
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     """One evaluation: which art, which model, how it is cloaked, how the mimic trains and samples.
 
@@ -80,6 +112,8 @@ class EvaluationConfig:
         artist (`str`): the prompt word for ``art`` (built-in victims use ``artistNN``).
         images (`int`): how many of the artist's images the mimic trains on.
         seeds (`tuple[int, ...]`): one full run (image choice, cloak, fine-tune, sampling) per seed.
+        cases (`tuple[tuple[int, int], ...]`, *optional*): explicit (victim, seed) pairs instead of
+            every victim with every seed (a benchmark's cases, chosen from clean runs).
         corpus (`str`, *optional*): where the built-in victims' corpus is built (defaults to
             ``WORK/corpus``).
         device (`str`): ``cpu`` or ``cuda``; under ``accelerate launch`` the fine-tune uses
@@ -96,6 +130,7 @@ class EvaluationConfig:
     artist: str = "sks"
     images: int = 16
     seeds: tuple[int, ...] = (0,)
+    cases: tuple[tuple[int, int], ...] | None = None
     corpus: str | None = None
     device: str = "cpu"
     clip_model: str | None = None
@@ -103,8 +138,14 @@ class EvaluationConfig:
     protect: ProtectSettings = field(default_factory=ProtectSettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
+    benchmark: BenchmarkSettings | None = None
 
     def __post_init__(self) -> None:
+        if self.cases is not None:
+            object.__setattr__(self, "cases", tuple(tuple(int(v) for v in pair) for pair in self.cases))
+            if not self.cases or any(len(pair) != 2 or pair[0] not in VICTIM_STYLES for pair in self.cases):
+                raise ValueError(f"cases must be (victim, seed) pairs with victims among {list(VICTIM_STYLES)}, "
+                                 f"got {self.cases}")
         if self.art is None and (not self.victims or set(self.victims) - set(VICTIM_STYLES)):
             raise ValueError(f"victims must be some of sfumato-mini's held-out artists {list(VICTIM_STYLES)}, "
                              f"got {list(self.victims)}")
@@ -113,6 +154,18 @@ class EvaluationConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def variant(self) -> str:
+        """Names the protected side's stage folders: ``""`` for Glaze at the default intensity (the
+        folders every earlier run used), else the protection and intensity, e.g. ``"advdm"``, ``"glaze-i16"``.
+
+        A benchmark varies these two in one ``--work`` folder; any other change reruns the stages in place.
+        """
+        p = self.protect
+        parts = ([] if p.protection == "glaze" else [p.protection]) + ([] if p.intensity == "default"
+                                                                       else [f"i{p.intensity}"])
+        return "-".join(parts)
 
     def with_overrides(self, **values) -> EvaluationConfig:
         """A copy with some top-level fields, or ``section.field`` keys, changed (``None`` values are skipped)."""
@@ -123,7 +176,10 @@ class EvaluationConfig:
             section, _, name = key.rpartition(".")
             (sections.setdefault(section, {}) if section else top).__setitem__(name, value)
         for section, changes in sections.items():
-            top[section] = replace(getattr(self, section), **_coerce(type(getattr(self, section)), changes))
+            current = getattr(self, section)
+            if current is None and section == "benchmark":
+                current = BenchmarkSettings()
+            top[section] = replace(current, **_coerce(type(current), changes))
         return replace(self, **_coerce(EvaluationConfig, top))
 
 
@@ -137,8 +193,10 @@ def _coerce(cls, values: dict) -> dict:
     for name, value in values.items():
         if isinstance(value, list):
             value = tuple(value)
-        if name in ("intensity", "quality", "target") and value is not None:
+        if name in ("protection", "intensity", "quality", "target") and value is not None:
             value = str(value)
+        if name in ("protections", "intensities", "sweep_intensities", "sweep") and value is not None:
+            value = tuple(str(v) for v in value)
         out[name] = value
     return out
 
@@ -158,4 +216,6 @@ def load_config(path: str | Path) -> EvaluationConfig:
         raise ValueError(f"{path}: {err}") from None
     sections = {"protect": ProtectSettings, "lora": LoraSettings, "generate": GenerateSettings}
     parts = {name: cls(**_coerce(cls, data.pop(name, {}))) for name, cls in sections.items()}
+    if "benchmark" in data:
+        parts["benchmark"] = BenchmarkSettings(**_coerce(BenchmarkSettings, data.pop("benchmark")))
     return EvaluationConfig(**_coerce(EvaluationConfig, data), **parts)

@@ -15,14 +15,17 @@ COLUMNS = (("art", "original"), ("protect", "cloaked copy"), ("generate-clean", 
            ("generate-cloaked", "mimic trained on cloaked"))
 
 
-def side_by_side(folder: Path, out: Path, rows: int = 4) -> None:
-    """Originals | cloaked copies | clean-LoRA | cloaked-LoRA images; generated columns share prompt and seed."""
+def side_by_side(folders: dict, out: Path, rows: int = 4) -> None:
+    """Originals | cloaked copies | clean-LoRA | cloaked-LoRA images; generated columns share prompt and seed.
+
+    ``folders`` maps each stage (``art``, ``protect``, ``generate-clean``, ``generate-cloaked``) to its folder.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sets = [image_set(folder / name)[0] for name, _ in COLUMNS]
+    sets = [image_set(folders[name])[0] for name, _ in COLUMNS]
     rows = min(rows, *(len(s) for s in sets))
     fig, axes = plt.subplots(rows, len(COLUMNS), figsize=(1.9 * len(COLUMNS), 1.9 * rows + 0.3), squeeze=False)
     for c, ((_, title), images) in enumerate(zip(COLUMNS, sets)):
@@ -141,7 +144,7 @@ def write_report(config, results: list[dict], out: str | Path) -> dict:
     for r in results:
         case = r["case"]
         figure = f"side-by-side-{case.name}.png"
-        side_by_side(r["folder"], out / figure)
+        side_by_side(r["stage_folders"], out / figure)
         cases.append({"case": case.name, "artist": case.artist, "victim": case.victim, "seed": case.seed,
                       "scores": r["scores"], "stage_seconds": r["seconds"], "threads": _stage_threads(r),
                       "figure": figure})
@@ -160,7 +163,7 @@ def _stage_threads(result: dict) -> list[int]:
     """The CPU thread counts a case's stages ran with, as their manifests recorded them."""
     threads = set()
     for stage in result["seconds"]:
-        manifest = json.loads((Path(result["folder"]) / stage / "manifest.json").read_text())
+        manifest = json.loads((Path(result["stage_folders"][stage]) / "manifest.json").read_text())
         threads.add(manifest.get("hardware", {}).get("threads"))
     return sorted(t for t in threads if t is not None)
 
@@ -168,7 +171,7 @@ def _stage_threads(result: dict) -> list[int]:
 def _stage_hardware(results: list[dict]) -> dict:
     """The hardware the stages ran on (recorded in their manifests), else this machine's."""
     for r in results:
-        manifest = json.loads((Path(r["folder"]) / "score" / "manifest.json").read_text())
+        manifest = json.loads((Path(r["stage_folders"]["score"]) / "manifest.json").read_text())
         if "hardware" in manifest:
             return manifest["hardware"]
     return hardware()

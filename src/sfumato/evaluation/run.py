@@ -41,6 +41,8 @@ class Case:
 def cases(config: EvaluationConfig) -> list[Case]:
     if config.art is not None:
         return [Case(None, config.artist, seed) for seed in config.seeds]
+    if config.cases is not None:
+        return [Case(v, artist_token(v), seed) for v, seed in config.cases]
     return [Case(v, artist_token(v), seed) for v in config.victims for seed in config.seeds]
 
 
@@ -76,6 +78,41 @@ def _lora_key(settings) -> dict:
     return key
 
 
+def _protect_key(settings) -> dict:
+    """The cloak's settings as a stage records them; ``protection`` enters only when it is not Glaze,
+    so that cloaks made before it existed (the same computation) are still reused."""
+    key = asdict(settings)
+    if key["protection"] == "glaze":
+        del key["protection"]
+    return key
+
+
+def _suffixes(config: EvaluationConfig) -> tuple[str, str]:
+    """Folder suffixes of the protected side: the cloak's, and (with the countermeasure) what follows it.
+
+    Several protections (or intensities) on the same ``--work`` share the clean stages and
+    keep their own protected ones.
+    """
+    protect = f"-{config.variant}" if config.variant else ""
+    spec = config.protect.countermeasure
+    after = protect + ("" if spec == "none" else "-cm-" + spec.replace(":", "").replace(".", "p"))
+    return protect, after
+
+
+def case_folders(config: EvaluationConfig, work: str | Path, case: Case) -> dict[str, Path]:
+    """Where each stage of one case lives under ``work`` (protected-side folders carry the variant)."""
+    sfx, cm_sfx = _suffixes(config)
+    folder = Path(work) / case.name
+    folders = {"art": folder / "art", "protect": folder / f"protect{sfx}", "score": folder / f"score{cm_sfx}"}
+    if config.protect.countermeasure != "none":
+        folders["countermeasure"] = folder / f"countermeasure{cm_sfx}"
+    for side, suffix in (("base", "base"), ("clean", "clean"), ("cloaked", f"cloaked{cm_sfx}")):
+        if side != "base":
+            folders[f"finetune-{side}"] = folder / f"finetune-{suffix}"
+        folders[f"generate-{side}"] = folder / f"generate-{suffix}"
+    return folders
+
+
 def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str | Path | None = None, *,
                    accelerator=None, log=print) -> dict:
     """Run (or resume) every stage of every case, then write the report; returns ``metrics.json``'s content."""
@@ -97,27 +134,27 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
     judge_version = hashlib.sha256(JUDGE_WEIGHTS.read_bytes()).hexdigest()[:12]  # new judge weights: new scores
     started, results = time.perf_counter(), []
     for case in cases(config):
-        folder = work / case.name
+        f = case_folders(config, work, case)
         log(f"== {case.name}")
-        art = run("art", folder / "art", {"victim": case.victim, "art": config.art, "artist": case.artist,
-                                          "images": config.images, "resolution": resolution, "seed": case.seed},
+        art = run("art", f["art"], {"victim": case.victim, "art": config.art, "artist": case.artist,
+                                    "images": config.images, "resolution": resolution, "seed": case.seed},
                   lambda out: stage_art(out, victim=case.victim, art=config.art, artist=case.artist,
                                         count=config.images, resolution=resolution, seed=case.seed, corpus=corpus))
-        protect = run("protect", folder / "protect", {"model": encoder_weights, **asdict(config.protect), "seed": case.seed},
-                      lambda out: stage_protect(out, folder / "art", model=config.model, settings=config.protect,
+        protect = run("protect", f["protect"], {"model": encoder_weights, **_protect_key(config.protect),
+                                                "seed": case.seed},
+                      lambda out: stage_protect(out, f["art"], model=config.model, settings=config.protect,
                                                 seed=case.seed, device=device), inputs=[art])
-        cloaked_set, cloaked_manifest = folder / "protect", protect
+        cloaked_set, cloaked_manifest = f["protect"], protect
         if config.protect.countermeasure != "none":
-            cloaked_manifest = run("countermeasure", folder / "countermeasure",
-                                   {"spec": config.protect.countermeasure},
-                                   lambda out: stage_countermeasure(out, folder / "protect",
+            cloaked_set = f["countermeasure"]
+            cloaked_manifest = run("countermeasure", cloaked_set, {"spec": config.protect.countermeasure},
+                                   lambda out: stage_countermeasure(out, f["protect"],
                                                                     spec=config.protect.countermeasure),
                                    inputs=[protect])
-            cloaked_set = folder / "countermeasure"
         lora = {"model": lora_weights, **_lora_key(config.lora), "seed": case.seed}
         tuned = {}
-        for name, images, upstream in (("clean", folder / "art", art), ("cloaked", cloaked_set, cloaked_manifest)):
-            tuned[name] = run(f"finetune-{name}", folder / f"finetune-{name}", lora,
+        for name, images, upstream in (("clean", f["art"], art), ("cloaked", cloaked_set, cloaked_manifest)):
+            tuned[name] = run(f"finetune-{name}", f[f"finetune-{name}"], lora,
                               lambda out, images=images: stage_finetune(out, images, model=config.model,
                                                                         settings=config.lora, seed=case.seed,
                                                                         device=device, accelerator=accelerator),
@@ -126,28 +163,29 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
         sampling = {"model": weights, "prompts": prompts, **asdict(config.generate), "seed": case.seed}
         generated = {}
         for name in ("base", "clean", "cloaked"):
-            lora_folder = None if name == "base" else folder / f"finetune-{name}"
-            generated[name] = run(f"generate-{name}", folder / f"generate-{name}", sampling,
+            lora_folder = None if name == "base" else f[f"finetune-{name}"]
+            generated[name] = run(f"generate-{name}", f[f"generate-{name}"], sampling,
                                   lambda out, lora_folder=lora_folder: stage_generate(
                                       out, model=config.model, lora_folder=lora_folder, prompts=prompts,
                                       settings=config.generate, seed=case.seed, device=device),
                                   inputs=[] if name == "base" else [tuned[name]])
         real = (load_images(read_manifest(victim_corpus(corpus, case.victim), "victim")).float() / 255
-                if case.victim is not None else image_set(folder / "art")[0])
+                if case.victim is not None else image_set(f["art"])[0])
         clip = None
         if config.clip_model:
             clip = {"model": config.clip_model, "labels": [label.format(artist=case.artist) for label in config.clip_labels],
                     "index": 0}
-        score = run("score", folder / "score", {"victim": case.victim, "clip": clip, "judge": judge_version,
-                                                  "perceptual": type(perceptual).__name__},
-                    lambda out: stage_score(out, art_folder=folder / "art", protect_folder=folder / "protect",
-                                            generated={k: folder / f"generate-{k}" for k in generated},
+        score = run("score", f["score"], {"victim": case.victim, "clip": clip, "judge": judge_version,
+                                          "perceptual": type(perceptual).__name__},
+                    lambda out: stage_score(out, art_folder=f["art"], protect_folder=f["protect"],
+                                            generated={k: f[f"generate-{k}"] for k in generated},
                                             victim=case.victim, real=real, judge=judge, perceptual=perceptual,
                                             clip=clip),
                     inputs=[art, protect, *generated.values()])
         stages = {"art": art, "protect": protect, **{f"finetune-{k}": v for k, v in tuned.items()},
                   **{f"generate-{k}": v for k, v in generated.items()}, "score": score}
-        results.append({"case": case, "folder": folder, "scores": score["scores"],
+        results.append({"case": case, "folder": work / case.name, "stage_folders": {k: f[k] for k in stages},
+                        "scores": score["scores"],
                         "seconds": {k: v["seconds"] for k, v in stages.items()},
                         "reused": all(v.get("reused") for v in stages.values())})
     if accelerator is not None and not accelerator.is_main_process:

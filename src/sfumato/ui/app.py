@@ -19,6 +19,7 @@ import gradio as gr  # noqa: E402
 
 from ..config import INTENSITY_PRESETS, QUALITY_PRESETS  # noqa: E402
 from ..corpus import VICTIM_STYLES, artist_token  # noqa: E402
+from ..losses import PROTECTIONS  # noqa: E402
 from ..models import ModelLoadError  # noqa: E402
 from ..targets import style_names  # noqa: E402
 from .handlers import Limits, ModelPool, cloak_uploads, style_thumbnails  # noqa: E402
@@ -33,6 +34,8 @@ INTENSITY_HELP = ("How much the image may change. Higher protects more and is mo
                   + ".")
 QUALITY_HELP = ("How long the cloak is optimised. Slower finds a stronger cloak at the same visibility; "
                 + ", ".join(f"{k}: {v['steps']} steps" for k, v in QUALITY_PRESETS.items() if k != "preview") + ".")
+PROTECTION_HELP = ("How the cloak misleads the mimic. glaze and photoguard need only the model's image encoder; "
+                   "the others also attack its denoiser (slower). See the About tab for what each achieved.")
 TARGET_HELP = "The style the model is misled towards. 'auto' picks, for the whole batch, the style farthest from your art."
 RESULTS = Path(__file__).resolve().parents[3] / "evaluation" / "results"
 
@@ -86,7 +89,7 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
             thumbnails.extend(style_thumbnails())
         return thumbnails
 
-    def run_cloak(files, intensity, quality, target, model_name, seed, preview, progress):
+    def run_cloak(files, intensity, quality, target, model_name, seed, protection, preview, progress):
         if not files:
             raise gr.Error("Upload at least one image.")
         out_dir = Path(tempfile.mkdtemp(prefix="sfumato-"))
@@ -97,7 +100,7 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
         try:
             batch = cloak_uploads(pool, [getattr(f, "name", f) for f in files], out_dir, model=model_name,
                                   intensity=intensity, quality=quality, target=target, seed=int(seed or 0),
-                                  limits=limits, preview=preview, progress=report)
+                                  protection=protection or "glaze", limits=limits, preview=preview, progress=report)
         except (ValueError, ModelLoadError) as err:
             raise gr.Error(str(err)) from None
         for message in batch.errors:
@@ -111,11 +114,11 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
         return (status, (first.before, first.after), first.perturbation,
                 [(str(r.output), r.name) for r in batch.results], _figures_table(batch), downloads)
 
-    def on_cloak(files, intensity, quality, target, model_name, seed, progress=gr.Progress()):
-        return run_cloak(files, intensity, quality, target, model_name, seed, False, progress)
+    def on_cloak(files, intensity, quality, target, model_name, seed, protection="glaze", progress=gr.Progress()):
+        return run_cloak(files, intensity, quality, target, model_name, seed, protection, False, progress)
 
-    def on_preview(files, intensity, target, model_name, seed, progress=gr.Progress()):
-        return run_cloak(files, intensity, "preview", target, model_name, seed, True, progress)
+    def on_preview(files, intensity, target, model_name, seed, protection="glaze", progress=gr.Progress()):
+        return run_cloak(files, intensity, "preview", target, model_name, seed, protection, True, progress)
 
     def on_style_pick(evt: gr.SelectData):
         return style_names()[evt.index]
@@ -156,6 +159,8 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
                     intensity = gr.Radio(list(INTENSITY_PRESETS), value="default", label="Intensity", info=INTENSITY_HELP)
                     quality = gr.Radio([q for q in QUALITY_PRESETS if q != "preview"], value="default",
                                        label="Render quality", info=QUALITY_HELP)
+                    protection = gr.Dropdown([(f"{name}: {p.summary}", name) for name, p in PROTECTIONS.items()],
+                                             value="glaze", label="Protection", info=PROTECTION_HELP)
                     target = gr.Dropdown(["auto", *style_names()], value="auto", label="Target style", info=TARGET_HELP)
                     styles = gr.Gallery(label="Target styles (click one to choose it)", columns=9, height=260,
                                         allow_preview=False)
@@ -175,9 +180,10 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
                                                     "seconds"], label="Figures")
                     downloads = gr.File(label="Downloads (PNG, JSON, ZIP of all)", file_count="multiple")
             outputs = [status, slider, perturbation, gallery, figures, downloads]
-            cloak_button.click(on_cloak, [files, intensity, quality, target, model_box, seed], outputs,
+            cloak_button.click(on_cloak, [files, intensity, quality, target, model_box, seed, protection], outputs,
                                api_name="cloak")
-            preview_button.click(on_preview, [files, intensity, target, model_box, seed], outputs, api_name="preview")
+            preview_button.click(on_preview, [files, intensity, target, model_box, seed, protection], outputs,
+                                 api_name="preview")
             styles.select(on_style_pick, None, target)
         with gr.Tab("Evaluate"):
             gr.Markdown("Run the `mini-quick` mimicry test: LoRA-fine-tune sfumato-mini on 16 clean images and on "

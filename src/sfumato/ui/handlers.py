@@ -106,7 +106,8 @@ def _display(path: Path) -> torch.Tensor:
 
 def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, model: str = "mini",
                   intensity: str = "default", quality: str = "default", target: str = "auto", seed: int = 0,
-                  limits: Limits = Limits(), preview: bool = False, progress=None) -> Batch:
+                  protection: str = "glaze", limits: Limits = Limits(), preview: bool = False,
+                  progress=None) -> Batch:
     """Cloak uploaded files into ``out_dir`` (PNG + JSON sidecar each, and a ZIP of all).
 
     ``preview`` cloaks only the first file, shrunk to at most 256 px, with the
@@ -114,7 +115,7 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
     reported in ``Batch.errors`` and the others go on.
     ``progress(name, index, count, step, steps)`` is called after each optimiser step.
     """
-    config = resolve_config(intensity, "preview" if preview else quality)  # bad settings raise here
+    config = resolve_config(intensity, "preview" if preview else quality, protection=protection)  # bad settings raise
     files, errors = check_uploads(paths, limits)
     cloaker = pool.cloaker(model)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,8 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
     if not readable:
         return batch
     resolved, choice = cloaker.resolve_target(target, [small for _, small in readable], seed)
-    record = {"intensity": intensity, "quality": "preview" if preview else quality, "target_choice": choice}
+    record = {"intensity": intensity, "quality": "preview" if preview else quality, "target_choice": choice,
+              "protection": protection}
     for index, (path, _) in enumerate(readable):
         stem = path.stem if path.stem not in stems else f"{path.stem}-{index + 1}"  # same name uploaded twice
         stems.add(stem)

@@ -1,0 +1,218 @@
+"""Protections compared head to head: every protection on the same cases, one report.
+
+Each (protection, intensity) is one ordinary evaluation (:func:`run_evaluation`) in a
+shared ``--work`` folder, so the clean stages (the art, the clean fine-tune and its
+samples, the base model's samples) run once and every protection adds only its cloaks,
+one cloaked fine-tune and one generation per case. The report compares them: protection
+success over the cases where the clean mimic worked, visibility, and cost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+from ..config import resolve_config
+from .config import EvaluationConfig
+from .contract import versions
+from .report import ATTACK_WORKS, _palette
+from .run import case_folders, cases, run_evaluation
+from .stages import image_set
+
+__all__ = ["run_benchmark", "write_benchmark_report", "SPEED_FILE"]
+
+#: Seconds and peak memory per 128 px image, measured by ``benchmarks/bench_cloak.py`` in fresh processes.
+SPEED_FILE = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "protections-mini-cpu.json"
+
+
+def _levels(intensity: str) -> str:
+    """An intensity preset or number -> its L∞ cap in 8-bit levels, as a key ("8")."""
+    return f"{resolve_config(intensity).max_levels:g}"
+
+
+def _figures(metrics: dict, images: int) -> dict:
+    """The benchmark's figures of one evaluation's ``metrics.json``."""
+    cases = metrics["cases"]
+    worked = [c for c in cases if c["scores"]["mimicry_success"]["clean"] >= ATTACK_WORKS]
+    target = [c["scores"]["cloaked"]["judged"]["target"] for c in cases if "target" in c["scores"]["cloaked"]["judged"]]
+    mean = lambda values: sum(values) / len(values) if values else None  # noqa: E731
+    visibility = metrics["aggregate"]["visibility"]
+    return {
+        "protection_success": mean([c["scores"]["protection_success"] for c in worked]),
+        "protection_success_all_cases": mean([c["scores"]["protection_success"] for c in cases]),
+        "cases_where_attack_worked": len(worked),
+        "mimicry_cloaked": mean([c["scores"]["mimicry_success"]["cloaked"] for c in cases]),
+        "judged_as_target": mean(target),
+        "psnr_db": visibility["psnr_db"], "ssim": visibility["ssim"],
+        "perceptual_distance": visibility["perceptual_distance"], "linf_levels": visibility["linf_levels"],
+        "seconds_per_image_in_run": mean([c["stage_seconds"]["protect"] / images for c in cases]),
+        "per_case": {c["case"]: c["scores"]["protection_success"] for c in cases},
+    }
+
+
+def _single(config: EvaluationConfig, protection: str, intensity: str) -> EvaluationConfig:
+    """The one evaluation of a benchmark that runs ``protection`` at ``intensity``."""
+    return replace(config, benchmark=None, protect=replace(config.protect, protection=protection, intensity=intensity))
+
+
+def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | Path, *, accelerator=None,
+                  log=print) -> dict:
+    """Run (or resume) every protection of ``config.benchmark`` on the config's cases; write the report."""
+    bench = config.benchmark
+    if bench is None:
+        raise ValueError("the config has no [benchmark] table (protections and intensities)")
+    work = Path(work)
+    runs, figures = {}, {}
+
+    def evaluate(protection: str, intensity: str) -> None:
+        single = _single(config, protection, intensity)
+        log(f"=== {protection} at intensity {intensity}")
+        metrics = run_evaluation(single, work, work / "reports" / f"{protection}-{intensity}",
+                                 accelerator=accelerator, log=log)
+        if metrics:  # empty on the processes other than the main one
+            runs[(protection, intensity)] = metrics
+            figures.setdefault(protection, {})[_levels(intensity)] = _figures(metrics, config.images)
+
+    # 1. Every protection at the main intensities.
+    for protection in bench.protections:
+        for intensity in bench.intensities:
+            evaluate(protection, intensity)
+    if accelerator is not None and not accelerator.is_main_process:
+        return {}
+    # 2. The frontier: the reference protections and the best ones at the first intensity, at the others.
+    first = _levels(bench.intensities[0])
+    ranked = sorted(bench.protections, key=lambda p: -(figures[p][first]["protection_success"] or 0))
+    for protection in dict.fromkeys([*bench.sweep, *ranked[:bench.sweep_best]]):
+        for intensity in bench.sweep_intensities:
+            evaluate(protection, intensity)
+    return write_benchmark_report(config, runs, figures, work, report_dir)
+
+
+def _speed() -> dict:
+    """{protection: row} at 128 px and the default quality, from the speed benchmark's file (if present)."""
+    if not SPEED_FILE.is_file():
+        return {}
+    data = json.loads(SPEED_FILE.read_text())
+    return {r["protection"]: r | {"hardware": data["hardware"]} for r in data["results"]
+            if r["size"] == "128x128" and r["quality"] == "default"}
+
+
+def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, work: str | Path,
+                           out: str | Path) -> dict:
+    """``metrics.json``, ``report.md``, ``frontier.png`` and ``grid.png`` of a benchmark."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    any_run = next(iter(runs.values()))
+    cases = [c["case"] for c in any_run["cases"]]
+    clean = {c["case"]: c["scores"]["mimicry_success"]["clean"] for c in any_run["cases"]}
+    speed = _speed()
+    for protection, by_level in figures.items():
+        for entry in by_level.values():
+            row = speed.get(protection, {})
+            entry["seconds_per_image"] = row.get("seconds")
+            entry["peak_rss_mb"] = row.get("peak_rss_mb")
+    metrics = {"name": config.name, "cases": cases, "clean_mimicry": sum(clean.values()) / len(clean),
+               "clean_mimicry_per_case": clean, "attack_works_at": ATTACK_WORKS,
+               "protections": {p: {"intensities": by_level} for p, by_level in figures.items()},
+               "speed_measured_by": None if not speed else {"script": "benchmarks/bench_cloak.py",
+                                                            "hardware": next(iter(speed.values()))["hardware"]},
+               "config": config.to_dict(), "hardware": any_run["hardware"], "versions": versions()}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
+    frontier_figure(figures, out / "frontier.png")
+    grid_figure(runs, config, Path(work), out / "grid.png")
+    (out / "report.md").write_text(_markdown(metrics))
+    return metrics
+
+
+def frontier_figure(figures: dict, path: Path) -> None:
+    """Protection success against PSNR, SSIM and perceptual distance: one line per protection over intensities."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    axes_keys = (("psnr_db", "PSNR (dB), higher = less visible"), ("ssim", "SSIM"),
+                 ("perceptual_distance", "perceptual distance"))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), sharey=True)
+    for protection, by_level in figures.items():
+        levels = sorted(by_level, key=float)
+        ys = [100 * (by_level[lv]["protection_success"] or 0) for lv in levels]
+        for ax, (key, _) in zip(axes, axes_keys):
+            ax.plot([by_level[lv][key] for lv in levels], ys, marker="o", label=protection)
+            for lv, x, y in zip(levels, [by_level[lv][key] for lv in levels], ys):
+                ax.annotate(f"±{lv}", (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    for ax, (_, label) in zip(axes, axes_keys):
+        ax.set_xlabel(label)
+        ax.axhline(90, color="grey", lw=0.6, ls="--")
+    axes[0].set_ylabel("protection success (%)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    _palette(path)
+
+
+def grid_figure(runs: dict, config: EvaluationConfig, work: Path, path: Path, samples: int = 3) -> None:
+    """One case, side by side: the original and the clean mimic, then each protection's cloak and its mimic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    default = _levels(config.benchmark.intensities[0])
+    case = cases(config)[0]
+    folders = {p: case_folders(_single(config, p, i), work, case) for (p, i) in runs if _levels(i) == default}
+    first = next(iter(folders.values()))
+    lines = [("original / clean mimic", image_set(first["art"])[0][0], image_set(first["generate-clean"])[0][:samples])]
+    lines += [(p, image_set(f["protect"])[0][0], image_set(f["generate-cloaked"])[0][:samples]) for p, f in folders.items()]
+    fig, axes = plt.subplots(len(lines), samples + 1, figsize=(1.6 * (samples + 1), 1.6 * len(lines) + 0.3),
+                             squeeze=False)
+    for r, (label, art, generated) in enumerate(lines):
+        for c, image in enumerate([art, *generated]):
+            ax = axes[r][c]
+            ax.imshow(image.permute(1, 2, 0).numpy())
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[r][0].set_ylabel(label, fontsize=7)
+    axes[0][0].set_title(f"{case.name}: artwork", fontsize=7)
+    axes[0][1].set_title("what the mimic paints", fontsize=7)
+    fig.tight_layout(pad=0.3)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    _palette(path)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f} %"
+
+
+def _markdown(metrics: dict) -> str:
+    cfg = metrics["config"]
+    lora, gen = cfg["lora"], cfg["generate"]
+    lines = [f"# Protections compared: `{metrics['name']}`", "",
+             f"Cases ({len(metrics['cases'])}): {', '.join(metrics['cases'])}. Clean mimicry (the mimic trained on the "
+             f"originals): {_pct(metrics['clean_mimicry'])} on average; per case "
+             + ", ".join(f"{k} {_pct(v)}" for k, v in metrics["clean_mimicry_per_case"].items()) + ".", "",
+             f"Mimic: LoRA rank {lora['rank']}, {lora['steps']} steps, learning rate {lora['learning_rate']}, "
+             f"{cfg['images']} images; {gen['images_per_prompt']} images per prompt, {gen['steps']} sampling steps, "
+             f"guidance {gen['guidance']}. Protection success = 1 − the share of the cloaked mimic's images judged "
+             f"the artist's style, averaged over the cases whose clean mimic reached "
+             f"{100 * metrics['attack_works_at']:.0f} %.", "",
+             "| protection | ±levels | protection success | over all cases | judged as target | PSNR (dB) | SSIM | "
+             "perceptual distance | s / image (128 px) | peak RSS (MB) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for protection, entry in metrics["protections"].items():
+        for level, f in sorted(entry["intensities"].items(), key=lambda kv: float(kv[0])):
+            lines.append(f"| {protection} | {level} | {_pct(f['protection_success'])} "
+                         f"({f['cases_where_attack_worked']} cases) | {_pct(f['protection_success_all_cases'])} | "
+                         f"{_pct(f['judged_as_target'])} | {f['psnr_db']:.1f} | {f['ssim']:.3f} | "
+                         f"{f['perceptual_distance']:.3f} | {f['seconds_per_image'] or 'n/a'} | "
+                         f"{f['peak_rss_mb'] or 'n/a'} |")
+    speed = metrics["speed_measured_by"]
+    lines += ["", "Seconds and peak memory per 128 px image at the default quality: "
+              + (f"`{speed['script']}` in fresh processes on {speed['hardware'].get('cpu', '?')} "
+                 f"({speed['hardware'].get('torch_threads', '?')} threads)." if speed else "not measured yet."),
+              "", "![protection against visibility](frontier.png)", "", "![one case, every protection](grid.png)",
+              "", f"Hardware of the runs: {metrics['hardware']}."]
+    return "\n".join(lines) + "\n"
