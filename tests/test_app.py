@@ -106,8 +106,10 @@ def test_preview_one_image_in_seconds(server, uploads):
     status, slider, perturbation, gallery, figures, downloads = _client(server).predict(
         [handle_file(str(uploads / "painting.png")), handle_file(str(uploads / "sketch.png"))],
         "default", "auto", "mini", 0, "glaze", api_name="/preview")
-    assert status.startswith("Cloaked 1 image(s)")  # the preview takes the first image only
+    assert status.startswith("**Preview only** of painting.png") and "do not publish" in status  # the first image only
     assert len(figures["data"]) == 1 and figures["data"][0][0] == "painting.png"
+    names = sorted(Path(d).name for d in downloads)
+    assert names == ["painting.cloak.json", "painting.preview.png"], "named as a preview, and no ZIP"
     assert Path(perturbation).is_file() and len(slider) == 2
 
 
@@ -148,7 +150,7 @@ def test_two_clients_at_once_get_their_own_results(server, uploads):
         assert {Path(p).name for p in downloads} == {f"{Path(name).stem}.cloaked.png", f"{Path(name).stem}.cloak.json",
                                                      "sfumato-cloaked.zip"}
         sidecar = json.loads(next(Path(p) for p in downloads if p.endswith(".json")).read_text())
-        assert sidecar["seed"] == seed and Path(sidecar["input"]).name == name
+        assert sidecar["seed"] == seed and sidecar["input"] == name
 
 
 def test_no_outside_connection(server, outside_connections):

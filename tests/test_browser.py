@@ -53,7 +53,7 @@ def test_preview_in_headless_chromium(tmp_path):
             page.goto(url)
             page.locator("input[type=file]").first.set_input_files(str(tmp_path / "artwork.png"))
             page.get_by_role("button", name="Preview").click()
-            page.get_by_text("Cloaked 1 image(s)").wait_for(timeout=120_000)
+            page.get_by_text("Preview only").wait_for(timeout=120_000)
             page.wait_for_timeout(1500)  # let the images paint
             shot = tmp_path / "app.png"
             page.screenshot(path=str(shot), full_page=True)

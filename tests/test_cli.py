@@ -213,3 +213,30 @@ def test_denoiser_protection_on_a_vae_only_model_is_one_line(tmp_path, out_dir, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot load the pipeline" in err and "model_index.json" in err
     assert not list(out_dir.iterdir()), "nothing is written when the model cannot serve the protection"
+
+
+def test_missing_output_folder_is_created_and_a_file_is_refused(tmp_path, tiny_vae_dir, capsys):
+    src = _save(tmp_path / "art.png")
+    out = tmp_path / "new" / "cloaked"
+    assert main(["cloak", str(src), "--out", str(out), "--model", str(tiny_vae_dir), *FAST]) == 0
+    assert (out / "art.cloaked.png").is_file()
+    sidecar = json.loads((out / "art.cloak.json").read_text())
+    assert sidecar["input"] == "art.png" and sidecar["output"] == "art.cloaked.png", "file names, no folders"
+    assert str(tmp_path) not in (out / "art.cloak.json").read_text()
+    capsys.readouterr()
+    assert main(["cloak", str(src), "--out", str(src), "--model", str(tiny_vae_dir), *FAST]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_every_option_states_its_default():
+    """sfumato cloak, sfumato evaluate and python app.py: each option's help says its default (or that it is required)."""
+    from sfumato.cli import build_parser
+    from sfumato.ui import build_parser as app_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, parser in [("cloak", commands["cloak"]), ("evaluate", commands["evaluate"]), ("app.py", app_parser())]:
+        for action in parser._actions:
+            if action.dest == "help":
+                continue
+            text = action.help or ""
+            assert "default" in text or "required" in text, f"{name} {action.option_strings or action.dest}: {text!r}"

@@ -155,7 +155,8 @@ class Cloaker:
         exif = None if strip_metadata else attribution_exif(art.exif)
         save_image(out, result.image, alpha=art.alpha, icc_profile=art.icc_profile, exif=exif, format=format,
                    strip_metadata=strip_metadata)
-        sidecar = {"input": str(path), "output": str(out), "sfumato_version": __version__, "model": self.model,
+        # File names only: a server's or a user's folders are nobody else's business (and not reproducible).
+        sidecar = {"input": path.name, "output": out.name, "sfumato_version": __version__, "model": self.model,
                    "device": str(self.device), "half_precision": self.half, "seed": seed,
                    "config": config.to_dict(), "target_choice": choice, **(record or {}),
                    "figures_measured_on": "the 8-bit pixels before JPEG compression" if format == "jpeg"

@@ -31,8 +31,8 @@ def cmd_cloak(args: argparse.Namespace) -> int:
         _error(str(err))
         return 2
     out_dir = Path(args.out)
-    if not out_dir.is_dir():
-        _error(f"output folder {out_dir} does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        _error(f"--out {out_dir} is a file, not a folder")
         return 2
     inputs = find_images(args.inputs)
     if not inputs:
@@ -55,6 +55,7 @@ def cmd_cloak(args: argparse.Namespace) -> int:
         return 1
 
     # 3. Read every input: bad files are reported and skipped.
+    out_dir.mkdir(parents=True, exist_ok=True)  # created when missing, as users expect
     failures, jobs, taken = 0, [], set()
     for path in inputs:
         out = out_dir / f"{path.stem}.cloaked{suffix}"
@@ -169,8 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cloak", help="cloak images against style mimicry",
                        description="Write OUT/<name>.cloaked.png and OUT/<name>.cloak.json for each input.")
-    c.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, or folders of images")
-    c.add_argument("--out", required=True, metavar="DIR", help="existing output folder")
+    c.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, or folders of images (required)")
+    c.add_argument("--out", required=True, metavar="DIR", help="output folder, created when missing (required)")
     c.add_argument("--protection", default="glaze", choices=list(PROTECTIONS),
                    help="the objective (default: glaze). " + "; ".join(f"{k}: {v.summary}" for k, v in PROTECTIONS.items()))
     c.add_argument("--intensity", default="default",
@@ -179,45 +180,49 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"{', '.join(QUALITY_PRESETS)}, or a number of optimiser steps (default: default)")
     c.add_argument("--target", default="auto",
                    help="auto, a built-in style 0-25 (or style-N), a style image file, or 'prompt:<style words>' "
-                        "(img2img on the model's full pipeline)")
-    c.add_argument("--model", default="mini", help="mini, a Stable Diffusion hub id or a local diffusers folder")
-    c.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes")
+                        "(img2img on the model's full pipeline) (default: auto)")
+    c.add_argument("--model", default="mini",
+                   help="mini, a Stable Diffusion hub id or a local diffusers folder (default: mini, built in)")
+    c.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes (default: 0)")
     c.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    c.add_argument("--half", action="store_true", help="run the frozen networks in float16 (GPU only)")
+    c.add_argument("--half", action="store_true", help="run the frozen networks in float16 (GPU only; default: off, float32)")
     c.add_argument("--perceptual", default="auto", choices=["auto", "lpips-alex", "effnet-lite0"],
                    help="perceptual distance for the budget (default: LPIPS if its weights are local, else effnet-lite0)")
     c.add_argument("--format", default="png", choices=["png", "jpeg"], help="output format (default: png)")
     c.add_argument("--strip-metadata", action="store_true",
                    help="drop the ICC profile and EXIF from the outputs (by default the ICC profile and the EXIF "
-                        "attribution fields are kept; location, camera data and thumbnails never are)")
-    c.add_argument("--quiet", action="store_true", help="no progress bar")
+                        "attribution fields are kept; location, camera data and thumbnails never are) (default: off)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
     c.set_defaults(func=cmd_cloak)
 
     e = sub.add_parser("evaluate", help="measure whether cloaking stops a LoRA mimic",
                        description="Fine-tune the model with LoRA on an artist's clean and cloaked images, generate "
                                    "from both with the same prompts and seeds, and write a report with scores. "
                                    "Stages are cached in WORK: a rerun resumes. Flags override the config file.")
-    e.add_argument("--config", metavar="TOML", help="a shipped config (mini-quick, mini-full, sd15-gpu) or a TOML file")
+    e.add_argument("--config", metavar="TOML", help="a shipped config (mini-quick, mini-full, mini-bench, sd15-gpu) or a TOML file "
+                                                   "(default: the built-in defaults, one mini-quick-like case)")
     e.add_argument("--work", metavar="DIR", help="stage folders (default: sfumato-evaluation/NAME)")
     e.add_argument("--report", metavar="DIR", help="where the report goes (default: WORK/report)")
-    e.add_argument("--model", help="mini, a Stable Diffusion hub id or a local diffusers folder")
-    e.add_argument("--victims", help="sfumato-mini victim artists, comma-separated (2,7,11,16,20,24)")
-    e.add_argument("--art", metavar="DIR", help="a folder of one artist's images instead of the built-in victims")
-    e.add_argument("--artist", help="the prompt word for --art images (default: sks)")
-    e.add_argument("--images", type=int, help="training images per artist")
-    e.add_argument("--seeds", help="comma-separated seeds, one full run each")
+    e.add_argument("--model", help="mini, a Stable Diffusion hub id or a local diffusers folder (default: the config's)")
+    e.add_argument("--victims", help="sfumato-mini victim artists, comma-separated, from 2,7,11,16,20,24 (default: the config's)")
+    e.add_argument("--art", metavar="DIR", help="a folder of one artist's images instead of the built-in victims (default: none)")
+    e.add_argument("--artist", help="the prompt word for --art images (default: the config's, sks)")
+    e.add_argument("--images", type=int, help="training images per artist (default: the config's, 16)")
+    e.add_argument("--seeds", help="comma-separated seeds, one full run each (default: the config's)")
     e.add_argument("--protection", help="the protection to evaluate (as sfumato cloak; default: the config's)")
     e.add_argument("--protections", metavar="A,B,C",
-                   help="compare these protections on the same cases, one report (default: the config's [benchmark])")
-    e.add_argument("--intensity", help="cloak intensity (as sfumato cloak)")
-    e.add_argument("--quality", help="cloak render quality (as sfumato cloak)")
-    e.add_argument("--target", help="cloak target (as sfumato cloak)")
-    e.add_argument("--countermeasure", help="none, jpeg:QUALITY or blur:SIGMA, applied to the cloaked images")
-    e.add_argument("--lora-steps", type=int)
-    e.add_argument("--lora-rank", type=int)
-    e.add_argument("--images-per-prompt", type=int)
-    e.add_argument("--device", help="cpu or cuda (under accelerate launch, accelerate's device is used)")
-    e.add_argument("--quiet", action="store_true", help="no progress messages")
+                   help="compare these protections on the same cases, one report (default: the config's [benchmark], if any)")
+    e.add_argument("--intensity", help="cloak intensity, as sfumato cloak (default: the config's)")
+    e.add_argument("--quality", help="cloak render quality, as sfumato cloak (default: the config's)")
+    e.add_argument("--target", help="cloak target, as sfumato cloak (default: the config's)")
+    e.add_argument("--countermeasure", help="none, jpeg:QUALITY or blur:SIGMA, applied to the cloaked images "
+                                            "(default: the config's, none)")
+    e.add_argument("--lora-steps", type=int, help="the mimic's fine-tuning steps (default: the config's)")
+    e.add_argument("--lora-rank", type=int, help="the mimic's LoRA rank (default: the config's, 8)")
+    e.add_argument("--images-per-prompt", type=int, help="images generated per prompt (default: the config's, 64)")
+    e.add_argument("--device", help="cpu or cuda; under accelerate launch, accelerate's device is used "
+                                    "(default: the config's, cpu)")
+    e.add_argument("--quiet", action="store_true", help="no progress messages (default: off)")
     e.set_defaults(func=cmd_evaluate)
     return parser
 

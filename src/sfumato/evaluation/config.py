@@ -76,7 +76,7 @@ class BenchmarkSettings:
 
     Args:
         protections (`tuple[str, ...]`): every protection, each run at ``intensities``.
-        intensities (`tuple[str, ...]`): the intensities every protection runs at (``"8"``: ±8 levels).
+        intensities (`tuple[str, ...]`): the intensities every protection runs at (``"default"``: ±8 levels).
         sweep_intensities (`tuple[str, ...]`): further intensities for the protections in ``sweep``
             and for the ``sweep_best`` protections with the highest protection success at the first
             of ``intensities``, for the frontier of protection against visibility.
@@ -85,7 +85,7 @@ class BenchmarkSettings:
     """
 
     protections: tuple[str, ...] = ("glaze",)
-    intensities: tuple[str, ...] = ("8",)
+    intensities: tuple[str, ...] = ("default",)
     sweep_intensities: tuple[str, ...] = ()
     sweep: tuple[str, ...] = ("glaze",)
     sweep_best: int = 2

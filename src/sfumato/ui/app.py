@@ -108,9 +108,14 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
         if not batch.results:
             raise gr.Error("No image could be cloaked: " + "; ".join(batch.errors))
         first = batch.results[0]
-        downloads = [str(p) for r in batch.results for p in (r.output, r.sidecar)] + [str(batch.archive)]
-        status = f"Cloaked {len(batch.results)} image(s)" + (
-            f"; {len(batch.errors)} skipped: " + "; ".join(batch.errors) if batch.errors else ".")
+        downloads = [str(p) for r in batch.results for p in (r.output, r.sidecar)]
+        downloads += [str(batch.archive)] if batch.archive else []
+        if preview:
+            status = (f"**Preview only** of {first.name}: a 256 px draft at the fastest setting, to judge the look. "
+                      "It is not a protected copy; do not publish it. Press Cloak for the real one.")
+        else:
+            status = f"Cloaked {len(batch.results)} image(s)" + (
+                f"; {len(batch.errors)} skipped: " + "; ".join(batch.errors) if batch.errors else ".")
         return (status, (first.before, first.after), first.perturbation,
                 [(str(r.output), r.name) for r in batch.results], _figures_table(batch), downloads)
 

@@ -110,8 +110,8 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
                   progress=None) -> Batch:
     """Cloak uploaded files into ``out_dir`` (PNG + JSON sidecar each, and a ZIP of all).
 
-    ``preview`` cloaks only the first file, shrunk to at most 256 px, with the
-    ``preview`` quality: a result within seconds. A file that cannot be read is
+    ``preview`` cloaks only the first file, shrunk to 256 px, with the ``preview`` quality:
+    a result within seconds, written as ``NAME.preview.png`` and never zipped. A file that cannot be read is
     reported in ``Batch.errors`` and the others go on.
     ``progress(name, index, count, step, steps)`` is called after each optimiser step.
     """
@@ -140,7 +140,7 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
     for index, (path, _) in enumerate(readable):
         stem = path.stem if path.stem not in stems else f"{path.stem}-{index + 1}"  # same name uploaded twice
         stems.add(stem)
-        out = out_dir / f"{stem}.cloaked.png"
+        out = out_dir / f"{stem}.{'preview' if preview else 'cloaked'}.png"  # a preview never looks like the real thing
         step = None if progress is None else (
             lambda s, loss, name=path.name, i=index: progress(name, i, len(readable), s + 1, config.steps))
         try:
@@ -157,8 +157,8 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
             figures={k: sidecar[k] for k in ("perceptual_metric", "perceptual_distance", "psnr_db", "linf_levels",
                                              "target", "seconds") if k in sidecar},
             before=to_uint8(before), after=to_uint8(after), perturbation=to_uint8(visible_perturbation(before, after))))
-    if batch.results:
-        batch.archive = out_dir / ("sfumato-preview.zip" if preview else "sfumato-cloaked.zip")
+    if batch.results and not preview:  # a preview is for looking, not for publishing: no ZIP of it
+        batch.archive = out_dir / "sfumato-cloaked.zip"
         with zipfile.ZipFile(batch.archive, "w", zipfile.ZIP_DEFLATED) as archive:
             for item in batch.results:
                 archive.write(item.output, item.output.name)
