@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -77,6 +79,28 @@ def get_dummy_tokenizer():
     for token in ("<|startoftext|>", "<|endoftext|>"):
         vocab[token] = len(vocab)
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@contextlib.contextmanager
+def guard_outside_connections():
+    """Refuse, and record, every connection to a non-loopback address made inside the block."""
+    attempts, original = [], socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in LOOPBACK:
+            attempts.append(address)
+            raise OSError(f"test blocks outside connections: {address}")
+        return original(self, address)
+
+    socket.socket.connect = guarded
+    try:
+        yield attempts
+    finally:
+        socket.socket.connect = original
 
 
 @pytest.fixture(scope="module")

@@ -15,26 +15,13 @@ from PIL import Image
 from sfumato.cloak import visible_perturbation
 from sfumato.ui.handlers import Limits, check_uploads
 
-from conftest import make_artwork
-
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
+from conftest import guard_outside_connections, make_artwork
 
 @pytest.fixture(scope="module")
 def outside_connections():
     """Every connection attempt to a non-loopback address while the app runs (there must be none)."""
-    attempts, original = [], socket.socket.connect
-
-    def guarded(self, address):
-        host = address[0] if isinstance(address, tuple) else str(address)
-        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in LOOPBACK:
-            attempts.append(address)
-            raise OSError(f"test blocks outside connections: {address}")
-        return original(self, address)
-
-    socket.socket.connect = guarded
-    yield attempts
-    socket.socket.connect = original
+    with guard_outside_connections() as attempts:
+        yield attempts
 
 
 @pytest.fixture(scope="module")

@@ -240,3 +240,25 @@ def test_every_option_states_its_default():
                 continue
             text = action.help or ""
             assert "default" in text or "required" in text, f"{name} {action.option_strings or action.dest}: {text!r}"
+
+
+def test_cloak_connects_nowhere_and_auto_metric_is_local(tmp_path, out_dir, tiny_vae_dir, monkeypatch):
+    """Without HF_HUB_OFFLINE and without LPIPS's AlexNet weights on disk, nothing is fetched: the CLI is offline
+    by default (it used to download the AlexNet weights), and 'auto' picks the metric the local files allow."""
+    import os
+
+    from conftest import guard_outside_connections
+
+    from sfumato.perceptual import LpipsAlex
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    if LpipsAlex.weights_available():
+        pytest.skip("torch.hub.set_dir() pinned a cache with the AlexNet weights in this process")
+    src = _save(tmp_path / "art.png")
+    with guard_outside_connections() as attempts:
+        assert main(["cloak", str(src), "--out", str(out_dir), "--model", str(tiny_vae_dir), "--perceptual", "auto",
+                     *FAST]) == 0
+    assert attempts == [], f"outside connections: {attempts}"
+    assert os.environ["HF_HUB_OFFLINE"] == "1", "the CLI stays off the hub unless --online"
+    assert json.loads((out_dir / "art.cloak.json").read_text())["perceptual_metric"] == "effnet-lite0"

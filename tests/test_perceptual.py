@@ -200,21 +200,16 @@ def test_auto_without_alexnet_weights_is_effnet_and_lpips_explains(empty_torch_h
     assert str(LpipsAlex.weights_path()) in str(excinfo.value)
 
 
-def test_lpips_downloads_only_when_online(empty_torch_home, monkeypatch):
+def test_lpips_downloads_only_when_asked(empty_torch_home, monkeypatch):
     calls = []
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda url, **kw: calls.append(url))  # no network
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ValueError, match="HF_HUB_OFFLINE"):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the environment does not decide: the caller does
+    with pytest.raises(ValueError, match="--online"):
         load_perceptual("lpips-alex")
-    assert calls == []
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert load_perceptual("auto").name == "effnet-lite0" and calls == [], "auto never downloads"
     with pytest.raises(ValueError, match="alexnet-owt"):  # the stand-in download writes nothing
-        load_perceptual("lpips-alex")
+        load_perceptual("lpips-alex", download=True)
     assert calls == ["https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"]
-    assert load_perceptual("auto").name == "effnet-lite0", "a failed download falls back to effnet-lite0"
-    assert len(calls) == 2, "online, auto tries the download too"
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert load_perceptual("auto").name == "effnet-lite0" and len(calls) == 2, "offline, auto never downloads"
 
 
 def test_unknown_name_lists_valid_names():

@@ -33,10 +33,14 @@ class Cloaker:
         half (`bool`, defaults to False): run the frozen networks in float16 (GPU only).
         perceptual (`str`, defaults to ``"auto"``): perceptual metric name, see
             :func:`sfumato.perceptual.load_perceptual`.
+        online (`bool`, defaults to False): let the perceptual metric download missing weights
+            (hub downloads follow ``HF_HUB_OFFLINE``, see :func:`sfumato.offline.stay_offline`).
     """
 
-    def __init__(self, model: str = "mini", device: str = "cpu", half: bool = False, perceptual: str = "auto"):
+    def __init__(self, model: str = "mini", device: str = "cpu", half: bool = False, perceptual: str = "auto",
+                 online: bool = False):
         self.model, self.device, self.half, self.perceptual_name = str(model), torch.device(device), half, perceptual
+        self.online = online
         self._encoder = self._perceptual = self._pipeline = self._denoiser = None
         self._lock = threading.Lock()
 
@@ -55,7 +59,7 @@ class Cloaker:
     def perceptual(self):
         with self._lock:
             if self._perceptual is None:
-                self._perceptual = load_perceptual(self.perceptual_name).to(self.device)
+                self._perceptual = load_perceptual(self.perceptual_name, download=self.online).to(self.device)
         return self._perceptual
 
     @property

@@ -14,6 +14,7 @@ from .config import INTENSITY_PRESETS, QUALITY_PRESETS, resolve_config
 from .io import ImageError, check_output_path, find_images, load_image
 from .losses import PROTECTIONS, needs_denoiser
 from .models import ModelLoadError, check_device
+from .offline import stay_offline
 from .resize import fit_to_grid
 from .targets import parse_target
 
@@ -22,6 +23,7 @@ def _error(message: str) -> None:
 
 
 def cmd_cloak(args: argparse.Namespace) -> int:
+    stay_offline(args.online)
     # 1. Check every setting and the inputs' names before any work.
     try:
         config = resolve_config(args.intensity, args.quality, protection=args.protection)
@@ -45,7 +47,7 @@ def cmd_cloak(args: argparse.Namespace) -> int:
     # 2. Load the models once; fail early.
     from .api import Cloaker
 
-    cloaker = Cloaker(args.model, device=args.device, half=args.half, perceptual=args.perceptual)
+    cloaker = Cloaker(args.model, device=args.device, half=args.half, perceptual=args.perceptual, online=args.online)
     try:
         cloaker.encoder, cloaker.perceptual
         if needs_denoiser(config.protection):
@@ -105,6 +107,7 @@ def cmd_cloak(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    stay_offline(args.online)
     from .evaluation import EvaluationConfig, load_config, run_evaluation
 
     try:
@@ -193,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop the ICC profile and EXIF from the outputs (by default the ICC profile and the EXIF "
                         "attribution fields are kept; location, camera data and thumbnails never are) (default: off)")
     c.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
+    c.add_argument("--online", action="store_true",
+                   help="allow downloads: a model given as a hub id, LPIPS's AlexNet weights (default: off, local "
+                        "files and caches only)")
     c.set_defaults(func=cmd_cloak)
 
     e = sub.add_parser("evaluate", help="measure whether cloaking stops a LoRA mimic",
@@ -223,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", help="cpu or cuda; under accelerate launch, accelerate's device is used "
                                     "(default: the config's, cpu)")
     e.add_argument("--quiet", action="store_true", help="no progress messages (default: off)")
+    e.add_argument("--online", action="store_true",
+                   help="allow downloads of a model given as a hub id (default: off, local files and caches only)")
     e.set_defaults(func=cmd_evaluate)
     return parser
 

@@ -18,7 +18,6 @@ model-free figures (PSNR, SSIM, L∞) are in :mod:`sfumato.quality`.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -152,7 +151,7 @@ class LpipsAlex(PerceptualMetric):
             raise ValueError(
                 f"LPIPS needs torchvision's AlexNet weights at {self.weights_path()}. Copy "
                 f"{self.CHECKPOINT} there (from https://download.pytorch.org/models/{self.CHECKPOINT}), "
-                f"allow the download (unset HF_HUB_OFFLINE), or use perceptual metric 'effnet-lite0', "
+                f"allow the download (--online), or use perceptual metric 'effnet-lite0', "
                 f"which works offline."
             )
         import lpips
@@ -332,15 +331,16 @@ class EfficientNetLite0Distance(PerceptualMetric):
         return _lpips_baseline(self._features(x), reference)
 
 
-def load_perceptual(name: str = "auto") -> PerceptualMetric:
+def load_perceptual(name: str = "auto", *, download: bool = False) -> PerceptualMetric:
     """Build a perceptual metric by name; caches nothing.
 
     Args:
         name (`str`, defaults to ``"auto"``): one of :data:`PERCEPTUAL_NAMES`.
             ``"auto"`` gives ``"lpips-alex"`` when its AlexNet weights are on local disk
-            (:meth:`LpipsAlex.weights_available`) or can be downloaded, else
-            ``"effnet-lite0"``. Both ``"auto"`` and ``"lpips-alex"`` try the download into
-            the torch hub cache only when ``HF_HUB_OFFLINE`` is unset (or 0).
+            (:meth:`LpipsAlex.weights_available`), else ``"effnet-lite0"``: the same choice on
+            every machine with the same files, and never a download.
+        download (`bool`, defaults to False): let ``"lpips-alex"`` fetch its missing AlexNet
+            weights into the torch hub cache (the user's ``--online``).
 
     Returns:
         `PerceptualMetric`: a fresh, frozen metric on the CPU; the caller keeps it.
@@ -350,11 +350,8 @@ def load_perceptual(name: str = "auto") -> PerceptualMetric:
     """
     if name not in PERCEPTUAL_NAMES:
         raise ValueError(f"unknown perceptual metric {name!r}; valid: {', '.join(PERCEPTUAL_NAMES)}")
-    online = os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("0", "", "false", "no")
     if name == "auto":
-        if not LpipsAlex.weights_available() and online:
-            LpipsAlex._download()
         name = "lpips-alex" if LpipsAlex.weights_available() else "effnet-lite0"
     if name == "lpips-alex":
-        return LpipsAlex(download=online)
+        return LpipsAlex(download=download)
     return EfficientNetLite0Distance()

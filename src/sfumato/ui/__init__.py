@@ -1,22 +1,9 @@
 """sfumato's web app (Gradio): :func:`build_app` over the request handlers in :mod:`sfumato.ui.handlers`."""
 
+from ..offline import stay_offline
 from .handlers import Limits
 
 __all__ = ["Limits", "build_app", "build_parser", "serve", "stay_offline"]
-
-
-def stay_offline(online: bool = False) -> None:
-    """Make the app's process connect nowhere: no Gradio analytics, no hub or weight downloads.
-
-    With ``online``, models given as hub ids (and LPIPS's AlexNet weights) may be downloaded;
-    otherwise they are read from the local caches only.
-    """
-    import os
-
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-    if not online:
-        os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def build_app(**kwargs):
