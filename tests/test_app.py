@@ -108,11 +108,48 @@ def test_corrupt_upload_gives_a_clear_error_and_others_go_on(server, uploads):
     status, *_, downloads = client.predict(
         [handle_file(str(uploads / "broken.png")), handle_file(str(uploads / "painting.png"))],
         "low", "faster", "style-5", "mini", 0, "glaze", api_name="/cloak")
-    assert "1 skipped" in status and "broken.png" in status
+    assert status.startswith("Cloaked 1 image(s).") and status.count("skipped broken.png") == 1
     assert any(Path(p).name == "painting.cloaked.png" for p in downloads)
-    with pytest.raises(AppError, match="broken.png"):
-        client.predict([handle_file(str(uploads / "broken.png"))], "default", "faster", "auto", "mini", 0,
-                       "glaze", api_name="/cloak")
+    # One message for the one failed file, in the status line: no error badge on every panel.
+    status, slider, perturbation, gallery, figures, downloads = client.predict(
+        [handle_file(str(uploads / "broken.png"))], "default", "faster", "auto", "mini", 0, "glaze", api_name="/cloak")
+    assert status.startswith("No image could be cloaked:") and status.count("broken.png") == 1
+    assert slider is None and perturbation is None and not gallery and not downloads
+    with pytest.raises(AppError, match="Upload at least one image"):
+        client.predict([], "default", "faster", "auto", "mini", 0, "glaze", api_name="/cloak")
+
+
+def test_stop_ends_a_running_cloak_within_seconds(server, uploads, tmp_path, monkeypatch):
+    """Stop (as closing the tab does) makes the server's worker quit at its next optimiser step."""
+    import time
+
+    import sfumato.api
+    from gradio_client import handle_file
+
+    steps, original = [], sfumato.api.cloak_image
+
+    def observed(*args, callback=None, **kwargs):
+        def step(s, loss):
+            steps.append(time.monotonic())
+            if callback is not None:
+                callback(s, loss)
+        return original(*args, callback=step, **kwargs)
+
+    monkeypatch.setattr(sfumato.api, "cloak_image", observed)
+    big = tmp_path / "big.png"
+    Image.fromarray((make_artwork(256, 256, seed=11).permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(big)
+    client = _client(server)
+    job = client.submit([handle_file(str(big))], "default", "slower", "style-3", "mini", 0, "glaze", api_name="/cloak")
+    deadline = time.monotonic() + 120
+    while len(steps) < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(steps) >= 5, "the cloak did not start"
+    client.predict(api_name="/stop")
+    stopped = time.monotonic()
+    time.sleep(4)
+    assert steps[-1] < stopped + 3, "the worker kept computing after Stop"
+    assert len(steps) < 250, "stopped before the last of the slower preset's 250 steps"
+    job.cancel()
 
 
 def test_two_clients_at_once_get_their_own_results(server, uploads):
@@ -264,3 +301,23 @@ def test_app_py_command_line_serves_on_loopback(monkeypatch):
         assert b"sfumato" in urllib.request.urlopen(app.local_url).read()
     finally:
         app.close()
+
+
+def test_about_tab_and_readme_quote_every_reports_verdict():
+    """The figure a person reads is each report's verdict (over the cases where the attack worked), with the
+    protection, its intensity and its PSNR, read from the committed metrics.json, never a mean inflated by
+    failed attacks."""
+    from sfumato.evaluation.report import headline
+    from sfumato.ui.app import RESULTS, about_text
+
+    readme = (RESULTS.parents[1] / "README.md").read_text()
+    about = about_text()
+    reports = sorted(RESULTS.glob("*/metrics.json"))
+    assert reports
+    for path in reports:
+        text = headline(json.loads(path.read_text()))
+        if text is None:
+            continue
+        assert f"`{path.parent.name}`: {text}" in about
+        assert f"[{path.parent.name}](evaluation/results/{path.parent.name}/report.md): {text}" in readme
+        assert "over the" in text and "PSNR" in text and "levels" in text

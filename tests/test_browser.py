@@ -32,14 +32,23 @@ def _require_browser():
         pytest.skip(f"no {', '.join(missing)} on this machine")
 
 
-def test_preview_in_headless_chromium(tmp_path):
+VISIBLE_PROGRESS = """() => Array.from(document.querySelectorAll('*')).filter(e =>
+    e.children.length === 0 && /processing \\|/.test(e.textContent) && e.offsetParent !== null
+    && getComputedStyle(e).visibility !== 'hidden' && getComputedStyle(e.parentElement).opacity !== '0').length"""
+
+
+def test_cloak_and_preview_in_headless_chromium(tmp_path):
+    """The page in a real browser: one progress bar while cloaking, the whole image after, the preview labelled.
+
+    With SFUMATO_SCREENSHOT=docs/app.png the two screenshots are kept (docs/app.png, docs/app-running.png).
+    """
     _require_browser()
     from playwright.sync_api import sync_playwright
 
     from sfumato.ui import build_app
     from sfumato.ui.app import THEME
 
-    image = (make_artwork(192, 256, seed=4).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    image = (make_artwork(384, 512, seed=4).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
     Image.fromarray(image).save(tmp_path / "artwork.png")
     app = build_app()
     app.queue(default_concurrency_limit=2)
@@ -52,16 +61,28 @@ def test_preview_in_headless_chromium(tmp_path):
             page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((url.rstrip("/"), "data:", "blob:")) else None)
             page.goto(url)
             page.locator("input[type=file]").first.set_input_files(str(tmp_path / "artwork.png"))
+            page.get_by_role("button", name="Cloak", exact=True).click()
+            page.get_by_text("processing |").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1000)
+            progress_bars = page.evaluate(VISIBLE_PROGRESS)
+            page.screenshot(path=str(tmp_path / "running.png"), full_page=True)
+            page.get_by_text("Cloaked 1 image(s).").wait_for(timeout=240_000)
+            natural = page.evaluate("""() => Array.from(document.images).filter(i => i.naturalWidth === 512)
+                .map(i => [i.clientWidth, i.clientHeight, getComputedStyle(i).objectFit])""")
             page.get_by_role("button", name="Preview").click()
             page.get_by_text("Preview only").wait_for(timeout=120_000)
             page.wait_for_timeout(1500)  # let the images paint
-            shot = tmp_path / "app.png"
-            page.screenshot(path=str(shot), full_page=True)
+            page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
             browser.close()
     finally:
         app.close()
-    assert Image.open(shot).size[0] >= 1000
+    assert progress_bars == 1, f"{progress_bars} progress bars while cloaking; one is enough"
+    assert natural and all(fit in ("contain", "fill", "scale-down") or abs(w / h - 4 / 3) < 0.05
+                           for w, h, fit in natural), f"an image is cropped: {natural}"
+    assert Image.open(tmp_path / "app.png").size[0] >= 1000
     assert not outside, f"the page fetched from outside: {outside[:3]}"
     if os.environ.get("SFUMATO_SCREENSHOT"):
-        Path(os.environ["SFUMATO_SCREENSHOT"]).write_bytes(shot.read_bytes())
-    assert np.asarray(Image.open(shot)).std() > 5  # not a blank page
+        target = Path(os.environ["SFUMATO_SCREENSHOT"])
+        target.write_bytes((tmp_path / "app.png").read_bytes())
+        target.with_name(f"{target.stem}-running{target.suffix}").write_bytes((tmp_path / "running.png").read_bytes())
+    assert np.asarray(Image.open(tmp_path / "app.png")).std() > 5  # not a blank page

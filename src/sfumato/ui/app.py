@@ -19,9 +19,10 @@ import gradio as gr  # noqa: E402
 
 from ..config import INTENSITY_PRESETS, QUALITY_PRESETS  # noqa: E402
 from ..corpus import VICTIM_STYLES, artist_token  # noqa: E402
+from ..evaluation.report import headline  # noqa: E402
 from ..losses import PROTECTIONS  # noqa: E402
 from ..models import ModelLoadError  # noqa: E402
-from ..targets import style_names  # noqa: E402
+from ..targets import style_labels, style_names  # noqa: E402
 from .handlers import Limits, ModelPool, cloak_uploads, style_thumbnails  # noqa: E402
 
 __all__ = ["build_app", "THEME", "about_text"]
@@ -36,6 +37,9 @@ QUALITY_HELP = ("How long the cloak is optimised. Slower finds a stronger cloak 
                 + ", ".join(f"{k}: {v['steps']} steps" for k, v in QUALITY_PRESETS.items() if k != "preview") + ".")
 PROTECTION_HELP = ("How the cloak misleads the mimic. glaze and photoguard need only the model's image encoder; "
                    "the others also attack its denoiser (slower). See the About tab for what each achieved.")
+MODEL_NOTE = ("**Model.** The built-in `sfumato-mini` is a small demonstration model. A cloak protects against the "
+              "model it was computed for: to protect real work, choose under *Model and seed* the model a mimic "
+              "would use (a Stable Diffusion hub id or a local folder).")
 TARGET_HELP = "The style the model is misled towards. 'auto' picks, for the whole batch, the style farthest from your art."
 RESULTS = Path(__file__).resolve().parents[3] / "evaluation" / "results"
 
@@ -53,17 +57,28 @@ def about_text(results: Path = RESULTS) -> str:
              "- Stronger intensity protects more and shows more. Nothing here is a guarantee.",
              "", "## Measured"]
     found = sorted(results.glob("*/metrics.json")) if results.is_dir() else []
+    lines.append("Each line is a committed report's verdict: protection success over the cases where the mimic "
+                 "trained on the originals worked (a failed mimic makes any cloak look good).")
     for path in found:
-        m = json.loads(path.read_text())
-        agg = m.get("aggregate", {})
-        if "mimicry_success" in agg:
-            ms = agg["mimicry_success"]
-            lines.append(f"- `{m['name']}` ({agg['cases']} case(s), {m['hardware'].get('cpu', '?')}): mimicry success "
-                         f"{ms['clean']:.0%} on originals, {ms['cloaked']:.0%} on cloaked copies (base model "
-                         f"{ms['base']:.0%}); protection success {agg['protection_success']:.0%}.")
+        text = headline(json.loads(path.read_text()))
+        if text:
+            lines.append(f"- `{path.parent.name}`: {text}")
     if not found:
         lines.append("- No evaluation results in this installation; run the Evaluate tab or `sfumato evaluate`.")
     return "\n".join(lines)
+
+
+#: The Cloak tab's outputs after a stop or when no file could be cloaked: the status says why, the rest stays empty.
+EMPTY = (None, None, [], None, [])
+
+
+class Cancelled(Exception):
+    """The user stopped a running cloak (Stop, or closing the tab)."""
+
+
+def _session(request) -> str:
+    """The browser session a request comes from (one per tab; gradio_client has one per client)."""
+    return getattr(request, "session_hash", None) or "no-session"
 
 
 def _figures_table(batch) -> list[list]:
@@ -89,24 +104,32 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
             thumbnails.extend(style_thumbnails())
         return thumbnails
 
-    def run_cloak(files, intensity, quality, target, model_name, seed, protection, preview, progress):
+    stop_requested: set[str] = set()  # browser sessions whose running cloak should stop (Stop, or the tab closed)
+
+    def run_cloak(files, intensity, quality, target, model_name, seed, protection, preview, progress, session):
         if not files:
             raise gr.Error("Upload at least one image.")
         out_dir = Path(tempfile.mkdtemp(prefix="sfumato-"))
+        stop_requested.discard(session)
 
         def report(name, index, count, step, steps):
+            if session in stop_requested:
+                raise Cancelled(f"stopped at step {step} of {steps} of {name}")
             progress((step, steps), desc=f"{name} ({index + 1} of {count})")
 
         try:
             batch = cloak_uploads(pool, [getattr(f, "name", f) for f in files], out_dir, model=model_name,
                                   intensity=intensity, quality=quality, target=target, seed=int(seed or 0),
                                   protection=protection or "glaze", limits=limits, preview=preview, progress=report)
+        except Cancelled as stop:
+            return (f"Stopped ({stop}); nothing was written.",) + EMPTY
         except (ValueError, ModelLoadError) as err:
             raise gr.Error(str(err)) from None
-        for message in batch.errors:
-            gr.Warning(message)
+        finally:
+            stop_requested.discard(session)
+        skipped = "".join(f"\n- skipped {message}" for message in batch.errors)  # one line per failed file
         if not batch.results:
-            raise gr.Error("No image could be cloaked: " + "; ".join(batch.errors))
+            return ("No image could be cloaked:" + skipped,) + EMPTY
         first = batch.results[0]
         downloads = [str(p) for r in batch.results for p in (r.output, r.sidecar)]
         downloads += [str(batch.archive)] if batch.archive else []
@@ -114,16 +137,22 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
             status = (f"**Preview only** of {first.name}: a 256 px draft at the fastest setting, to judge the look. "
                       "It is not a protected copy; do not publish it. Press Cloak for the real one.")
         else:
-            status = f"Cloaked {len(batch.results)} image(s)" + (
-                f"; {len(batch.errors)} skipped: " + "; ".join(batch.errors) if batch.errors else ".")
+            status = f"Cloaked {len(batch.results)} image(s)." + skipped
         return (status, (first.before, first.after), first.perturbation,
                 [(str(r.output), r.name) for r in batch.results], _figures_table(batch), downloads)
 
-    def on_cloak(files, intensity, quality, target, model_name, seed, protection="glaze", progress=gr.Progress()):
-        return run_cloak(files, intensity, quality, target, model_name, seed, protection, False, progress)
+    def on_cloak(files, intensity, quality, target, model_name, seed, protection="glaze",
+                 request: gr.Request = None, progress=gr.Progress()):
+        return run_cloak(files, intensity, quality, target, model_name, seed, protection, False, progress,
+                         _session(request))
 
-    def on_preview(files, intensity, target, model_name, seed, protection="glaze", progress=gr.Progress()):
-        return run_cloak(files, intensity, "preview", target, model_name, seed, protection, True, progress)
+    def on_preview(files, intensity, target, model_name, seed, protection="glaze", request: gr.Request = None,
+                   progress=gr.Progress()):
+        return run_cloak(files, intensity, "preview", target, model_name, seed, protection, True, progress,
+                         _session(request))
+
+    def on_stop(request: gr.Request = None):
+        stop_requested.add(_session(request))
 
     def on_style_pick(evt: gr.SelectData):
         return style_names()[evt.index]
@@ -166,9 +195,11 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
                                        label="Render quality", info=QUALITY_HELP)
                     protection = gr.Dropdown([(f"{name}: {p.summary}", name) for name, p in PROTECTIONS.items()],
                                              value="glaze", label="Protection", info=PROTECTION_HELP)
-                    target = gr.Dropdown(["auto", *style_names()], value="auto", label="Target style", info=TARGET_HELP)
+                    target = gr.Dropdown([("auto", "auto"), *zip(style_labels(), style_names())], value="auto",
+                                         label="Target style", info=TARGET_HELP)
                     styles = gr.Gallery(label="Target styles (click one to choose it)", columns=9, height=260,
                                         allow_preview=False)
+                    gr.Markdown(MODEL_NOTE)
                     with gr.Accordion("Model and seed", open=False):
                         model_box = gr.Textbox(model, label="Model", info="mini (built in, offline), or a Stable "
                                                                             "Diffusion hub id or local folder")
@@ -176,19 +207,24 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
                     with gr.Row():
                         preview_button = gr.Button("Preview", variant="secondary")
                         cloak_button = gr.Button("Cloak", variant="primary")
+                        stop_button = gr.Button("Stop", variant="stop")
                 with gr.Column():
-                    status = gr.Markdown()
-                    slider = gr.ImageSlider(label="Before / after", type="numpy")
-                    perturbation = gr.Image(label="The change, amplified", type="numpy")
-                    gallery = gr.Gallery(label="Cloaked images", columns=4, height=280)
-                    figures = gr.Dataframe(headers=["image", "metric", "perceptual distance", "PSNR (dB)", "target",
-                                                    "seconds"], label="Figures")
+                    status = gr.Markdown("Upload artwork, then **Preview** (seconds) or **Cloak**.", min_height=70)
+                    slider = gr.ImageSlider(label="Before / after", type="numpy", max_height=520)
+                    perturbation = gr.Image(label="The change, amplified", type="numpy", height=360)
+                    gallery = gr.Gallery(label="Cloaked images", columns=4, height=280, object_fit="contain",
+                                         preview=False, fit_columns=False)
+                    figures = gr.Dataframe(headers=["image", "metric", "distance", "PSNR dB", "target", "s"],
+                                           label="Figures (distance: the perceptual metric's)", wrap=True, max_height=240,
+                                           column_widths=["24%", "16%", "16%", "12%", "20%", "12%"])
                     downloads = gr.File(label="Downloads (PNG, JSON, ZIP of all)", file_count="multiple")
             outputs = [status, slider, perturbation, gallery, figures, downloads]
-            cloak_button.click(on_cloak, [files, intensity, quality, target, model_box, seed, protection], outputs,
-                               api_name="cloak")
-            preview_button.click(on_preview, [files, intensity, target, model_box, seed, protection], outputs,
-                                 api_name="preview")
+            running = [  # one progress bar, on the status line, not one per output panel
+                cloak_button.click(on_cloak, [files, intensity, quality, target, model_box, seed, protection], outputs,
+                                   api_name="cloak", show_progress_on=[status]),
+                preview_button.click(on_preview, [files, intensity, target, model_box, seed, protection], outputs,
+                                     api_name="preview", show_progress_on=[status])]
+            stop_button.click(on_stop, None, None, api_name="stop", cancels=running)
             styles.select(on_style_pick, None, target)
         with gr.Tab("Evaluate"):
             gr.Markdown("Run the `mini-quick` mimicry test: LoRA-fine-tune sfumato-mini on 16 clean images and on "
@@ -206,5 +242,6 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
                                   concurrency_limit=1)
         with gr.Tab("About"):
             gr.Markdown(about_text())
-        app.load(thumbs, None, styles)
+        app.load(thumbs, None, styles, show_progress="hidden")
+        app.unload(on_stop)  # closing the tab stops its running cloak
     return app

@@ -171,12 +171,12 @@ def style_thumbnails(side: int = 96) -> list[tuple[np.ndarray, str]]:
     from PIL import Image
     from skimage import data
 
-    from ..targets import BuiltinStyle, style_names
+    from ..targets import BuiltinStyle, style_labels
 
     photo = Image.fromarray(data.astronaut()).crop((96, 0, 416, 320)).resize((side * 2, side * 2), Image.LANCZOS)
     x = torch.from_numpy(np.array(photo)).permute(2, 0, 1)[None].float() / 255
     out = []
-    for index, name in enumerate(style_names()):
+    for index, name in enumerate(style_labels()):
         styled = BuiltinStyle(index)(x)[0]
         small = torch.nn.functional.interpolate(styled[None], size=(side, side), mode="bilinear", antialias=True)[0]
         out.append((to_uint8(small.clamp(0, 1)), name))
