@@ -91,11 +91,10 @@ def cloak_image(
         callback: ``callback(step, loss)`` after every optimiser step.
 
     Returns:
-        A :class:`CloakResult`; its ``report`` holds the perceptual metric's name and
-        budget, the protection and the working size, the achieved perceptual distance (at the
-        working resolution), PSNR,
-        SSIM and L∞ (in 8-bit levels, at full size), and encoder-space distances to
-        the target and to the original, before and after.
+        A :class:`CloakResult`; its ``report`` holds the protection, the working size and
+        resolution, the perceptual metric's name and budget, the achieved perceptual distance
+        (at the working resolution), PSNR, SSIM and L∞ (in 8-bit levels, at full size), and
+        encoder-space distances to the target and to the original, before and after.
     """
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be (3, H, W), got {tuple(image.shape)}")

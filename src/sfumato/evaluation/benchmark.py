@@ -63,6 +63,9 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
     bench = config.benchmark
     if bench is None:
         raise ValueError("the config has no [benchmark] table (protections and intensities)")
+    if config.art is not None:
+        raise ValueError("a benchmark compares protection success, which needs the built-in victims' judge; "
+                         "drop --art")
     work = Path(work)
     runs, figures = {}, {}
 
