@@ -401,3 +401,7 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     for name in ("report.md", "metrics.json", "frontier.png", "grid.png"):
         assert (tmp_path / "report" / name).is_file(), name
     assert "| sds | 8 |" in (tmp_path / "report" / "report.md").read_text()
+    from sfumato.evaluation.benchmark import benchmark_headline
+
+    line = benchmark_headline(metrics)
+    assert line.startswith("protection success at ±8 levels over the") and all(p in line for p in levels)

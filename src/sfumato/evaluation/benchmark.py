@@ -21,7 +21,7 @@ from .report import ATTACK_WORKS, _palette
 from .run import case_folders, cases, run_evaluation
 from .stages import image_set
 
-__all__ = ["run_benchmark", "write_benchmark_report", "SPEED_FILE"]
+__all__ = ["run_benchmark", "write_benchmark_report", "benchmark_headline", "SPEED_FILE"]
 
 #: Seconds and peak memory per 128 px image, measured by ``benchmarks/bench_cloak.py`` in fresh processes.
 SPEED_FILE = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "protections-mini-cpu.json"
@@ -184,6 +184,17 @@ def grid_figure(runs: dict, config: EvaluationConfig, work: Path, path: Path, sa
     fig.savefig(path, dpi=80)
     plt.close(fig)
     _palette(path)
+
+
+def benchmark_headline(metrics: dict) -> str:
+    """A benchmark's verdict in one line: every protection at ±8 levels, best first, over the cases whose clean
+    mimic worked (as the README and the About tab quote it)."""
+    rows = [(name, entry["intensities"]["8"]) for name, entry in metrics["protections"].items() if "8" in entry["intensities"]]
+    rows.sort(key=lambda row: -(row[1]["protection_success"] or 0))
+    worked = rows[0][1]["cases_where_attack_worked"] if rows else 0
+    return (f"protection success at ±8 levels over the {worked} of {len(metrics['cases'])} case(s) where the clean "
+            f"mimic worked: " + ", ".join(f"{name} {_pct(f['protection_success'])} (PSNR {f['psnr_db']:.1f} dB)"
+                                         for name, f in rows) + ".")
 
 
 def _pct(value) -> str:

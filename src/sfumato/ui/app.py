@@ -19,6 +19,7 @@ import gradio as gr  # noqa: E402
 
 from ..config import INTENSITY_PRESETS, QUALITY_PRESETS  # noqa: E402
 from ..corpus import VICTIM_STYLES, artist_token  # noqa: E402
+from ..evaluation.benchmark import benchmark_headline  # noqa: E402
 from ..evaluation.report import headline  # noqa: E402
 from ..losses import PROTECTIONS  # noqa: E402
 from ..models import ModelLoadError  # noqa: E402
@@ -60,7 +61,8 @@ def about_text(results: Path = RESULTS) -> str:
     lines.append("Each line is a committed report's verdict: protection success over the cases where the mimic "
                  "trained on the originals worked (a failed mimic makes any cloak look good).")
     for path in found:
-        text = headline(json.loads(path.read_text()))
+        metrics = json.loads(path.read_text())
+        text = benchmark_headline(metrics) if "protections" in metrics else headline(metrics)
         if text:
             lines.append(f"- `{path.parent.name}`: {text}")
     if not found:
