@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from .common import PerceptualHinge, ProtectionInputs, denoising_error, latent_distance, pattern_image
 from .diffusion import AceLoss, AdvDMLoss, MistLoss, SdsLoss, StyleDenoiserLoss
-from .encoder import GlazeLoss, PhotoGuardLoss
+from .encoder import GlazeLoss, PhotoGuardLoss, UntargetedLoss
 from .surrogate import AsplLoss
 
 __all__ = ["Protection", "PROTECTIONS", "ProtectionInputs", "build_loss", "get_loss", "needs_denoiser",
-           "GlazeLoss", "PhotoGuardLoss", "AdvDMLoss", "AceLoss", "MistLoss", "SdsLoss", "AsplLoss", "StyleDenoiserLoss",
+           "GlazeLoss", "PhotoGuardLoss", "UntargetedLoss", "AdvDMLoss", "AceLoss", "MistLoss", "SdsLoss", "AsplLoss", "StyleDenoiserLoss",
            "PerceptualHinge", "denoising_error", "latent_distance", "pattern_image"]
 
 
@@ -29,6 +29,8 @@ class Protection:
 PROTECTIONS = {
     "glaze": Protection(GlazeLoss, False, "Glaze: the encoder sees the art restyled into another style (VAE only)"),
     "photoguard": Protection(PhotoGuardLoss, False, "PhotoGuard: the encoder sees a plain grey image (VAE only)"),
+    "untargeted": Protection(UntargetedLoss, False,
+                             "Untargeted: move the encoder's view of the art as far as the budget allows (VAE only)"),
     "advdm": Protection(AdvDMLoss, True, "AdvDM: maximise the model's denoising loss on the art"),
     "mist": Protection(MistLoss, True, "Mist: a fixed pattern for the encoder plus AdvDM's denoising loss"),
     "sds": Protection(SdsLoss, True, "SDS(-): score distillation, no UNet backward pass (fastest denoiser attack)"),

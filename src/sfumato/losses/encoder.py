@@ -7,7 +7,7 @@ from torch import nn
 
 from .common import PerceptualHinge, ProtectionInputs, latent_distance
 
-__all__ = ["GlazeLoss", "PhotoGuardLoss", "EncoderTargetLoss"]
+__all__ = ["GlazeLoss", "PhotoGuardLoss", "UntargetedLoss", "EncoderTargetLoss"]
 
 
 class EncoderTargetLoss(nn.Module):
@@ -62,3 +62,27 @@ class PhotoGuardLoss(EncoderTargetLoss):
 
     def __init__(self, inputs: ProtectionInputs):
         super().__init__(inputs, torch.full_like(inputs.images, 0.5))
+
+
+class UntargetedLoss(nn.Module):
+    """The untargeted encoder attack: push E(x+δ) as far from E(x) as the budget allows.
+
+        max_δ ‖E(x+δ) − E(x)‖² / ‖E(x)‖²,   ‖δ‖∞ ≤ ε
+
+    Diff-Protect ships it as "texture_self_enhance" (Xue et al., ICLR 2024); PhotoGuard's
+    paper names the untargeted variant beside its targeted one. A target direction wastes
+    most of the budget on a small encoder that resists it (sfumato-mini's latents move a tenth
+    of the way to a style target at ±8 levels), while the direction of greatest sensitivity
+    moves them several times further. Kept: the objective. Changed: normalised by ‖E(x)‖²;
+    shared Adam; the hinge. Minimised here as −distance.
+    """
+
+    def __init__(self, inputs: ProtectionInputs):
+        super().__init__()
+        self.encoder, self.hinge = inputs.encoder, PerceptualHinge(inputs)
+        with torch.no_grad():
+            self.register_buffer("own_latents", inputs.encoder(inputs.images))  # (B, C, h, w)
+            self.scale = float((self.own_latents ** 2).mean()) or 1.0
+
+    def forward(self, x_adv: torch.Tensor) -> torch.Tensor:
+        return self.hinge(x_adv, -latent_distance(self.encoder(x_adv), self.own_latents) / self.scale)
