@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from sweep_lora import parse_recipe  # scripts/ is on the path when a script runs
+from sweep_lora import append_row, parse_recipe  # scripts/ is on the path when a script runs
 from sfumato.corpus import artist_token
 from sfumato.evaluation import load_config
 from sfumato.evaluation.contract import hardware, read_manifest
@@ -120,10 +120,7 @@ def main() -> None:
                            guidance=guidance, batch_size=config.generate.batch_size)
         row |= {"images": count, **judged(load_judge(), samples, victim)}
     row |= {"seconds": round(time.perf_counter() - started, 1), "hardware": hardware()}
-    print(json.dumps(row), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_row(args.out, row)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,15 @@ from sfumato.evaluation.contract import hardware
 from sfumato.evaluation.metrics import judged_shares
 
 
+def append_row(path: Path, row: dict, show: bool = True) -> None:
+    """Append one result to a JSON-lines file (and print it): the sweeps and probes resume from these files."""
+    if show:
+        print(json.dumps(row), flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def parse_recipe(text: str, steps: int, base: LoraSettings = LoraSettings()) -> LoraSettings:
     """"lr=3e-3,rank=16,alpha=16" -> ``base`` with those changes (steps from --steps)."""
     names = {"lr": "learning_rate", "rank": "rank", "alpha": "alpha", "batch": "batch_size", "snr": "snr_gamma",
@@ -87,8 +96,7 @@ def main() -> None:
                   "settings": settings.__dict__ | {"target_modules": list(settings.target_modules)},
                   "guidance": args.guidance, "images_per_prompt": args.per_artist, "curve": curve,
                   "hardware": hardware()}
-        with args.out.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_row(args.out, record, show=False)
 
 
 if __name__ == "__main__":

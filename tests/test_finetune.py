@@ -135,3 +135,27 @@ def test_noise_offset_shifts_each_channel_of_the_noise_by_a_constant():
     torch.testing.assert_close(shift, shift.mean(dim=(2, 3), keepdim=True).expand_as(shift), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="noise_offset"):
         LoraSettings(noise_offset=-0.1)
+
+
+def test_full_unet_trains_every_weight_and_reloads_exactly(tmp_path):
+    from sfumato.evaluation.run import _lora_key
+    from sfumato.finetune import load_lora, save_lora
+
+    images, captions = _art(2)
+    pipeline = _pipeline()
+    before = {k: v.clone() for k, v in pipeline.unet.state_dict().items()}
+    settings = replace(FAST, full_unet=True, learning_rate=1e-3)
+    finetune_lora(pipeline, images, captions, settings, generator=torch.Generator().manual_seed(0))
+    after = pipeline.unet.state_dict()
+    assert after.keys() == before.keys()  # no adapter: the UNet's own weights moved
+    assert all(not torch.equal(before[k], after[k]) for k in before if "conv" in k or "to_q" in k)
+    assert all(p.requires_grad for p in pipeline.unet.parameters())
+    assert not any(p.requires_grad for p in pipeline.text_encoder.parameters())
+    samples = generate(pipeline, "a painting by artist02", 2, seed=1, steps=2)
+    save_lora(pipeline, tmp_path)  # the whole UNet, to unet/
+    assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    fresh = _pipeline()
+    load_lora(fresh, tmp_path)
+    assert torch.equal(generate(fresh, "a painting by artist02", 2, seed=1, steps=2), samples)
+    # the option enters a fine-tune stage's key only when used, so existing stages keep theirs
+    assert "full_unet" not in _lora_key(LoraSettings()) and _lora_key(settings)["full_unet"] is True

@@ -117,7 +117,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             victims=None if args.victims is None else tuple(int(v) for v in args.victims.split(",")),
             seeds=None if args.seeds is None else tuple(int(v) for v in args.seeds.split(",")),
             **{"protect.intensity": args.intensity, "protect.quality": args.quality, "protect.target": args.target,
-               "protect.countermeasure": args.countermeasure, "protect.protection": args.protection, "lora.steps": args.lora_steps,
+               "protect.countermeasure": args.countermeasure, "protect.protection": args.protection,
+               "protect.budget_scale": args.budget_scale, "lora.steps": args.lora_steps,
                "lora.rank": args.lora_rank, "generate.images_per_prompt": args.images_per_prompt,
                "benchmark.protections": None if args.protections is None else tuple(args.protections.split(","))})
         check_device(config.device)
@@ -219,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--protections", metavar="A,B,C",
                    help="compare these protections on the same cases, one report (default: the config's [benchmark], if any)")
     e.add_argument("--intensity", help="cloak intensity, as sfumato cloak (default: the config's)")
+    e.add_argument("--budget-scale", type=float,
+                   help="multiply the cloak's perceptual budget (default: the config's, 1 = calibrated)")
     e.add_argument("--quality", help="cloak render quality, as sfumato cloak (default: the config's)")
     e.add_argument("--target", help="cloak target, as sfumato cloak (default: the config's)")
     e.add_argument("--countermeasure", help="none, jpeg:QUALITY or blur:SIGMA, applied to the cloaked images "

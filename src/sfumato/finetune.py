@@ -9,6 +9,7 @@ works on clean art, and by the evaluation harness to compare clean with cloaked 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,10 @@ class LoraSettings:
             ``--noise_offset``). Stable Diffusion's schedule leaves about 7 % of the image
             in its noisiest training inputs, so a fine-tune learns little about the
             overall colour that sampling from pure noise must decide; an offset teaches it.
+        full_unet (`bool`, defaults to False): train every weight of the UNet instead of a
+            LoRA adapter (``rank``, ``alpha`` and ``target_modules`` are then unused). A
+            capable mimic's option where the UNet is small (sfumato-mini's has about 5M
+            parameters); use a lower ``learning_rate`` (1e-4 to 3e-4).
     """
 
     rank: int = 8
@@ -45,6 +50,7 @@ class LoraSettings:
     target_modules: tuple[str, ...] = ("to_k", "to_q", "to_v", "to_out.0", "conv1", "conv2", "proj_in", "proj_out")
     snr_gamma: float = 5.0
     noise_offset: float = 0.0
+    full_unet: bool = False
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.steps < 1 or self.batch_size < 1 or self.learning_rate <= 0:
@@ -105,6 +111,8 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
                   generator: torch.Generator, callback=None, accelerator=None) -> list[dict]:
     """Add a LoRA adapter to ``pipeline.unet`` and train it on images and captions, in place.
 
+    With ``settings.full_unet`` the whole UNet trains instead, with no adapter.
+
     Args:
         pipeline: a diffusers ``StableDiffusionPipeline`` (its VAE, text encoder and
             tokenizer stay frozen).
@@ -130,14 +138,15 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
     scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
     posteriors = torch.cat([encode_posteriors(vae, images), encode_posteriors(vae, images.flip(-1))])
     captions = list(captions) * 2
-    unet.requires_grad_(False)
+    unet.requires_grad_(settings.full_unet)
     pipeline.text_encoder.requires_grad_(False)
-    unet.add_adapter(LoraConfig(r=settings.rank, lora_alpha=settings.alpha, init_lora_weights="gaussian",
-                                target_modules=list(settings.target_modules)))
-    with torch.no_grad():  # peft draws A from the global RNG; redraw it from ours (same law: N(0, 1/r²))
-        for name, param in unet.named_parameters():
-            if "lora_A" in name:
-                param.copy_(torch.randn(param.shape, generator=generator, device=generator.device) / settings.rank)
+    if not settings.full_unet:
+        unet.add_adapter(LoraConfig(r=settings.rank, lora_alpha=settings.alpha, init_lora_weights="gaussian",
+                                    target_modules=list(settings.target_modules)))
+        with torch.no_grad():  # peft draws A from the global RNG; redraw it from ours (same law: N(0, 1/r²))
+            for name, param in unet.named_parameters():
+                if "lora_A" in name:
+                    param.copy_(torch.randn(param.shape, generator=generator, device=generator.device) / settings.rank)
     params = [p for p in unet.parameters() if p.requires_grad]
     device, dtype = params[0].device, params[0].dtype
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=1e-2)
@@ -170,16 +179,31 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
 
 
 def save_lora(pipeline, folder) -> None:
-    """Write the UNet's LoRA adapter in diffusers' format (``pytorch_lora_weights.safetensors``)."""
+    """Write the UNet's LoRA adapter in diffusers' format (``pytorch_lora_weights.safetensors``).
+
+    A UNet without an adapter (after a ``full_unet`` fine-tune) is written whole, to ``unet/``.
+    """
     from peft.utils import get_peft_model_state_dict
 
+    if not getattr(pipeline.unet, "_hf_peft_config_loaded", False):
+        pipeline.unet.save_pretrained(Path(folder) / "unet", safe_serialization=True)
+        return
     # PEFT's key names (lora_A / lora_B), which diffusers loads as they are, for convolutions too.
     layers = get_peft_model_state_dict(pipeline.unet)
     type(pipeline).save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
 
 
 def load_lora(pipeline, folder) -> None:
-    """Load an adapter written by :func:`save_lora` (or any diffusers LoRA folder) into the pipeline."""
+    """Load an adapter written by :func:`save_lora` (or any diffusers LoRA folder) into the pipeline.
+
+    A folder with a whole UNet (``unet/``) replaces the pipeline's UNet weights instead.
+    """
+    unet = Path(folder) / "unet" / "diffusion_pytorch_model.safetensors"
+    if unet.is_file():
+        from safetensors.torch import load_file
+
+        pipeline.unet.load_state_dict(load_file(unet))
+        return
     pipeline.load_lora_weights(str(folder))
 
 

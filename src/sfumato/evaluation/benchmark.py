@@ -24,7 +24,7 @@ from .stages import image_set
 __all__ = ["run_benchmark", "write_benchmark_report", "benchmark_headline", "SPEED_FILE"]
 
 #: Seconds and peak memory per 128 px image, measured by ``benchmarks/bench_cloak.py`` in fresh processes.
-SPEED_FILE = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "protections-mini-cpu.json"
+SPEED_FILE = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "protections-mini-cpu" / "results.json"
 
 
 def _levels(intensity: str) -> str:

@@ -36,6 +36,8 @@ class ProtectSettings:
         target (`str`): ``auto``, a built-in style ``0``-``25``, or a style image path.
         countermeasure (`str`): ``none``, ``jpeg:QUALITY`` or ``blur:SIGMA``, applied by the
             mimic to the cloaked images before fine-tuning.
+        budget_scale (`float`): multiplies the perceptual budget (``CloakConfig.budget_scale``);
+            1 keeps the calibrated one.
     """
 
     protection: str = "glaze"
@@ -43,9 +45,11 @@ class ProtectSettings:
     quality: str = "default"
     target: str = "auto"
     countermeasure: str = "none"
+    budget_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        resolve_config(self.intensity, self.quality, protection=self.protection)  # raises on a bad setting
+        resolve_config(self.intensity, self.quality, protection=self.protection,
+                       budget_scale=self.budget_scale)  # raises on a bad setting
         kind, _, value = self.countermeasure.partition(":")
         if kind not in COUNTERMEASURES or (kind != "none") != bool(value):
             raise ValueError(f"countermeasure must be none, jpeg:QUALITY or blur:SIGMA, got {self.countermeasure!r}")
@@ -165,6 +169,7 @@ class EvaluationConfig:
         p = self.protect
         parts = ([] if p.protection == "glaze" else [p.protection]) + ([] if p.intensity == "default"
                                                                        else [f"i{p.intensity}"])
+        parts += [] if p.budget_scale == 1 else [f"b{p.budget_scale:g}"]
         return "-".join(parts)
 
     def with_overrides(self, **values) -> EvaluationConfig:

@@ -69,21 +69,23 @@ class _Runner:
 def _lora_key(settings) -> dict:
     """The fine-tune's settings as a stage records them.
 
-    ``noise_offset`` came later; it enters only when used, so that fine-tunes made
-    before it existed (the same computation) are still reused.
+    ``noise_offset`` and ``full_unet`` came later; each enters only when used, so that
+    fine-tunes made before it existed (the same computation) are still reused.
     """
     key = asdict(settings)
-    if not key["noise_offset"]:
-        del key["noise_offset"]
+    for name in ("noise_offset", "full_unet"):
+        if not key[name]:
+            del key[name]
     return key
 
 
 def _protect_key(settings) -> dict:
-    """The cloak's settings as a stage records them; ``protection`` enters only when it is not Glaze,
-    so that cloaks made before it existed (the same computation) are still reused."""
+    """The cloak's settings as a stage records them; ``protection`` and ``budget_scale`` enter only when
+    they are not the defaults, so that cloaks made before they existed (the same computation) are reused."""
     key = asdict(settings)
-    if key["protection"] == "glaze":
-        del key["protection"]
+    for name, default in (("protection", "glaze"), ("budget_scale", 1.0)):
+        if key[name] == default:
+            del key[name]
     return key
 
 
