@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import resolve_config
+from ..losses import PROTECTIONS
 from .config import EvaluationConfig
 from .contract import versions
 from .report import ATTACK_WORKS, _palette
@@ -32,11 +33,12 @@ def _levels(intensity: str) -> str:
     return f"{resolve_config(intensity).max_levels:g}"
 
 
-def _figures(metrics: dict, images: int) -> dict:
-    """The benchmark's figures of one evaluation's ``metrics.json``."""
+def _figures(metrics: dict, images: int, targeted: bool) -> dict:
+    """The benchmark's figures of one evaluation's ``metrics.json`` (``targeted``: the protection has a style target)."""
     cases = metrics["cases"]
     worked = [c for c in cases if c["scores"]["mimicry_success"]["clean"] >= ATTACK_WORKS]
-    target = [c["scores"]["cloaked"]["judged"]["target"] for c in cases if "target" in c["scores"]["cloaked"]["judged"]]
+    target = [c["scores"]["cloaked"]["judged"]["target"] for c in cases
+              if targeted and "target" in c["scores"]["cloaked"]["judged"]]
     mean = lambda values: sum(values) / len(values) if values else None  # noqa: E731
     visibility = metrics["aggregate"]["visibility"]
     return {
@@ -76,7 +78,8 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
                                  accelerator=accelerator, log=log)
         if metrics:  # empty on the processes other than the main one
             runs[(protection, intensity)] = metrics
-            figures.setdefault(protection, {})[_levels(intensity)] = _figures(metrics, config.images)
+            figures.setdefault(protection, {})[_levels(intensity)] = _figures(metrics, config.images,
+                                                                               PROTECTIONS[protection].targeted)
 
     # 1. Every protection at the main intensities.
     for protection in bench.protections:

@@ -146,7 +146,9 @@ def headline(metrics: dict) -> str | None:
     figure = (f"protection success {_pct(worked['protection_success'])} over the {worked['cases']} of {agg['cases']} "
               f"case(s) where the clean mimic worked" if worked["cases"] else
               f"no case where the clean mimic worked (0 of {agg['cases']}), so no protection figure")
-    return (f"{protect.get('protection', 'glaze')} at ±{levels:g} levels, "
+    scale = protect.get("budget_scale", 1.0)
+    budget = "" if scale == 1 else f" and {scale:g}× the perceptual budget"
+    return (f"{protect.get('protection', 'glaze')} at ±{levels:g} levels{budget}, "
             f"PSNR {agg['visibility']['psnr_db']:.1f} dB: {figure} (clean mimicry "
             f"{_pct(agg['mimicry_success']['clean'])}).")
 

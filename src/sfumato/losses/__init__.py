@@ -24,10 +24,12 @@ class Protection:
     loss: type
     needs_denoiser: bool  # True: the whole pipeline loads (UNet and text encoder), not only the VAE
     summary: str  # one line for a person choosing
+    targeted: bool = False  # True: it teaches the mimic the target style T (its "judged as target" share means something)
 
 
 PROTECTIONS = {
-    "glaze": Protection(GlazeLoss, False, "Glaze: the encoder sees the art restyled into another style (VAE only)"),
+    "glaze": Protection(GlazeLoss, False, "Glaze: the encoder sees the art restyled into another style (VAE only)",
+                        targeted=True),
     "photoguard": Protection(PhotoGuardLoss, False, "PhotoGuard: the encoder sees a plain grey image (VAE only)"),
     "untargeted": Protection(UntargetedLoss, False,
                              "Untargeted: move the encoder's view of the art as far as the budget allows (VAE only)"),
@@ -37,7 +39,8 @@ PROTECTIONS = {
     "ace": Protection(AceLoss, True, "ACE (Mist v2): the denoiser's prediction points at a fixed pattern"),
     "aspl": Protection(AsplLoss, True, "Anti-DreamBooth ASPL: attack a surrogate mimic fine-tuned as the cloak forms"),
     "style-dm": Protection(StyleDenoiserLoss, True,
-                           "sfumato's own: Glaze's style target seen by both the encoder and the denoiser"),
+                           "sfumato's own: Glaze's style target seen by both the encoder and the denoiser",
+                           targeted=True),
 }
 
 
