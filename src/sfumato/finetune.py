@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LoraSettings", "batches", "encode_posteriors", "sample_latents", "diffusion_loss", "finetune_lora", "generate",
+__all__ = ["LoraSettings", "add_lora_adapter", "batches", "encode_posteriors", "sample_latents", "diffusion_loss", "finetune_lora", "generate",
            "save_lora", "load_lora"]
 
 
@@ -107,6 +107,18 @@ def diffusion_loss(unet, text_encoder, tokenizer, scheduler, latents: torch.Tens
     return (weight * F.mse_loss(prediction.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))).mean()
 
 
+def add_lora_adapter(unet, rank: int, alpha: float, target_modules, generator: torch.Generator) -> None:
+    """Add a peft LoRA adapter to ``unet``, its A matrices drawn from ``generator`` (B starts at zero)."""
+    from peft import LoraConfig
+
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian",
+                                target_modules=list(target_modules)))
+    with torch.no_grad():  # peft draws A from the global RNG; redraw it from ours (same law: N(0, 1/r²))
+        for name, param in unet.named_parameters():
+            if "lora_A" in name:
+                param.copy_(torch.randn(param.shape, generator=generator, device=generator.device) / rank)
+
+
 def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings: LoraSettings = LoraSettings(), *,
                   generator: torch.Generator, callback=None, accelerator=None) -> list[dict]:
     """Add a LoRA adapter to ``pipeline.unet`` and train it on images and captions, in place.
@@ -130,7 +142,6 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
         `list[dict]`: the loss every 10 steps.
     """
     from diffusers import DDPMScheduler
-    from peft import LoraConfig
 
     if images.ndim != 4 or len(images) != len(captions) or len(images) == 0:
         raise ValueError(f"need (N, 3, H, W) images and N captions, got {tuple(images.shape)} and {len(captions)}")
@@ -141,12 +152,7 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
     unet.requires_grad_(settings.full_unet)
     pipeline.text_encoder.requires_grad_(False)
     if not settings.full_unet:
-        unet.add_adapter(LoraConfig(r=settings.rank, lora_alpha=settings.alpha, init_lora_weights="gaussian",
-                                    target_modules=list(settings.target_modules)))
-        with torch.no_grad():  # peft draws A from the global RNG; redraw it from ours (same law: N(0, 1/r²))
-            for name, param in unet.named_parameters():
-                if "lora_A" in name:
-                    param.copy_(torch.randn(param.shape, generator=generator, device=generator.device) / settings.rank)
+        add_lora_adapter(unet, settings.rank, settings.alpha, settings.target_modules, generator)
     params = [p for p in unet.parameters() if p.requires_grad]
     device, dtype = params[0].device, params[0].dtype
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=1e-2)

@@ -11,10 +11,6 @@ from .diffusion import _DenoiserLoss
 
 __all__ = ["AsplLoss"]
 
-#: The UNet layers the surrogate's LoRA adapts: the mimic's own choice (see :class:`~sfumato.finetune.LoraSettings`).
-LORA_MODULES = ("to_k", "to_q", "to_v", "to_out.0", "conv1", "conv2", "proj_in", "proj_out")
-
-
 class AsplLoss(_DenoiserLoss):
     """Anti-DreamBooth's alternating surrogate and perturbation learning (ASPL; Van Le et al.,
     "Anti-DreamBooth", ICCV 2023, Algorithm 1).
@@ -36,20 +32,14 @@ class AsplLoss(_DenoiserLoss):
 
     def __init__(self, inputs: ProtectionInputs, interval: int = 10, surrogate_steps: int = 5, rank: int = 8,
                  learning_rate: float = 1e-3, draws: int = 4, t_range: tuple[float, float] = (0.0, 1.0)):
-        from peft import LoraConfig
+        from ..finetune import LoraSettings, add_lora_adapter
 
         super().__init__(inputs, draws, t_range)
         if interval < 1 or surrogate_steps < 1:
             raise ValueError("interval and surrogate_steps must be >= 1")
         unet = copy.deepcopy(self.denoiser.unet)
-        unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                    target_modules=list(LORA_MODULES)))
+        add_lora_adapter(unet, rank, rank, LoraSettings().target_modules, self.generator)  # the mimic's layers
         self.lora = [p for name, p in unet.named_parameters() if "lora_" in name]
-        with torch.no_grad():  # peft draws A from the global RNG; redraw it from ours (same law: N(0, 1/r²))
-            for name, param in unet.named_parameters():
-                if "lora_A" in name:
-                    param.copy_(torch.randn(param.shape, generator=self.generator,
-                                            device=self.generator.device).to(param) / rank)
         self.surrogate = self.denoiser.with_unet(unet)
         self.optimizer = torch.optim.AdamW(self.lora, lr=learning_rate, weight_decay=1e-2)
         self.interval, self.surrogate_steps, self.calls = int(interval), int(surrogate_steps), 0
