@@ -217,11 +217,12 @@ def test_evaluate_tab_runs_the_harness_on_uploaded_art(tiny_pipeline_dir, tmp_pa
     from gradio_client import Client, handle_file
 
     from sfumato.evaluation import load_config
+    from sfumato.evaluation.art_judge import ArtJudgeSettings
     from sfumato.finetune import LoraSettings
     from sfumato.ui import build_app
 
     art = []
-    for i in range(3):
+    for i in range(7):  # 3 train the mimic, 4 its judge
         path = tmp_path / f"work-{i}.png"
         Image.fromarray((make_artwork(64, 64, seed=i).permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(path)
         art.append(path)
@@ -229,7 +230,8 @@ def test_evaluate_tab_runs_the_harness_on_uploaded_art(tiny_pipeline_dir, tmp_pa
     tiny = replace(quick, model=str(tiny_pipeline_dir), images=3,
                    protect=replace(quick.protect, quality="preview", target="3"),
                    lora=LoraSettings(steps=2, batch_size=2, rank=2, alpha=2.0),
-                   generate=replace(quick.generate, images_per_prompt=2, steps=2))
+                   generate=replace(quick.generate, images_per_prompt=2, steps=2),
+                   art_judge=ArtJudgeSettings(held_out=4, base_samples=4, min_recall=0, min_specificity=0))
     app = build_app(evaluation=tiny, work=tmp_path / "work")
     app.queue()
     _, url, _ = app.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from sfumato.corpus import artist_token
 from sfumato.evaluation import EvaluationConfig, GenerateSettings, ProtectSettings, load_config, run_evaluation
+from sfumato.evaluation.art_judge import ArtJudgeSettings
 from sfumato.evaluation.config import PRESETS
 from sfumato.evaluation.contract import read_images, run_stage, write_images
 from sfumato.evaluation.metrics import frechet_distance, judged_shares
@@ -20,7 +21,7 @@ from sfumato.finetune import LoraSettings
 
 from conftest import make_artwork
 
-STAGES = ("art", "protect", "finetune-clean", "finetune-cloaked", "generate-base", "generate-clean",
+STAGES = ("art", "judge", "protect", "finetune-clean", "finetune-cloaked", "generate-base", "generate-clean",
           "generate-cloaked", "score")
 
 
@@ -29,14 +30,15 @@ def _tiny_config(model_dir, **overrides) -> EvaluationConfig:
         name="tiny", model=str(model_dir), images=3, seeds=(0,),
         protect=ProtectSettings(quality="preview", target="3"),
         lora=LoraSettings(steps=3, batch_size=2, rank=2, alpha=2.0, learning_rate=1e-2),
-        generate=GenerateSettings(images_per_prompt=3, steps=2, batch_size=3))
+        generate=GenerateSettings(images_per_prompt=3, steps=2, batch_size=3),
+        art_judge=ArtJudgeSettings(held_out=4, base_samples=4, min_recall=0, min_specificity=0))  # mechanics only
     return replace(base, **overrides)
 
 
 @pytest.fixture(scope="module")
 def art_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("art")
-    for i in range(4):
+    for i in range(8):
         image = (make_artwork(80, 96, seed=i).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
         Image.fromarray(image).save(folder / f"work-{i}.png")
     return folder
@@ -81,6 +83,8 @@ def test_every_stage_writes_a_folder_with_a_manifest(art_run):
         assert manifest["stage"] == stage and manifest["seconds"] >= 0
         assert {"sfumato", "torch", "diffusers", "peft"} <= set(manifest["versions"])
         assert "seed" in manifest["settings"] or stage == "score"
+    held, _ = image_set(case / "art" / "held-out")
+    assert held.shape == (4, 3, 64, 64) and (case / "judge" / "art-judge.safetensors").is_file()
     art, record = image_set(case / "art")
     assert art.shape == (3, 3, 64, 64) and record["captions"] == ["a painting by sks"] * 3
     cloaked, _ = image_set(case / "protect")
@@ -99,7 +103,9 @@ def test_report_files(art_run):
     figure = Image.open(report / "side-by-side-sks-seed0.png")
     assert figure.width > 200 and figure.height > 200
     scores = metrics["cases"][0]["scores"]
-    assert "mimicry_success" not in scores  # an art folder has no judge verdict for "the artist"
+    assert set(scores["mimicry_success"]) == {"base", "clean", "cloaked"}  # from the folder's own judge
+    assert {"recall", "specificity", "positives", "negatives"} <= set(metrics["cases"][0]["art_judge"])
+    assert "The artist's style judge" in text and "target" not in scores["cloaked"]["judged"]
     for name in ("base", "clean", "cloaked"):
         assert scores[name]["frechet_to_real"] >= 0
     assert 0 < scores["visibility"]["linf_levels"]["max"] <= 8 + 1e-3  # the default intensity's cap
@@ -159,7 +165,7 @@ def test_a_new_decoder_reruns_only_the_sampling(tiny_pipeline_dir, art_dir, tmp_
     messages = []
     run_evaluation(config, tmp_path / "work", log=messages.append)
     ran = {m.split("]")[0][1:] for m in messages if "running" in m}
-    assert ran == {"generate-base", "generate-clean", "generate-cloaked", "score"}
+    assert ran == {"judge", "generate-base", "generate-clean", "generate-cloaked", "score"}  # the judge samples too
 
 
 def test_part_fingerprints_follow_only_their_parts(tiny_pipeline_dir, tmp_path):
@@ -213,6 +219,30 @@ def test_built_in_victim_is_judged_and_protection_reported(tiny_pipeline_dir, vi
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Protection success" in text and "| artist02 | [0] |" in text
     assert (tmp_path / "report" / "scores.png").is_file()
+
+
+def test_clean_only_run_scores_the_mimic_without_a_cloak_and_the_full_run_reuses_it(
+        tiny_pipeline_dir, victim_corpus, tmp_path):
+    config = _tiny_config(tiny_pipeline_dir, victims=(2,), corpus=str(victim_corpus), clean_only=True)
+    metrics = run_evaluation(config, tmp_path, log=lambda m: None)
+    case = tmp_path / "artist02-seed0"
+    assert not any(case.glob("protect*")) and not any(case.glob("*cloaked*"))
+    scores = metrics["cases"][0]["scores"]
+    assert set(scores["mimicry_success"]) == {"base", "clean"} and "protection_success" not in scores
+    agg = metrics["aggregate"]
+    assert set(agg["mimicry_success"]) == {"base", "clean"} and "protection_success" not in agg
+    assert agg["attack_worked"] == {"cases": int(agg["mimicry_success"]["clean"] >= 0.6)}
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "clean-only run" in text and "**Protection success**" not in text
+    from sfumato.evaluation.report import headline
+
+    assert headline(metrics) is None, "no protection figure to quote"
+    messages = []
+    full = run_evaluation(replace(config, clean_only=False), tmp_path, log=messages.append)
+    for stage in ("art", "finetune-clean", "generate-base", "generate-clean"):
+        assert any(f"[{stage}] reused" in m for m in messages), stage
+    assert full["cases"][0]["scores"]["mimicry_success"]["clean"] == scores["mimicry_success"]["clean"]
+    assert "protection_success" in full["aggregate"]
 
 
 def test_countermeasures_change_the_cloaked_images(tmp_path):
@@ -295,7 +325,8 @@ def test_cli_evaluate_on_a_local_pipeline(tiny_pipeline_dir, art_dir, tmp_path, 
 
     config = tmp_path / "tiny.toml"
     config.write_text(f'name = "cli"\nimages = 3\nart = "{art_dir}"\n[protect]\nquality = "preview"\ntarget = "3"\n'
-                      '[lora]\nsteps = 2\nbatch_size = 2\nrank = 2\n[generate]\nimages_per_prompt = 2\nsteps = 2\n')
+                      '[lora]\nsteps = 2\nbatch_size = 2\nrank = 2\n[generate]\nimages_per_prompt = 2\nsteps = 2\n'
+                      '[art_judge]\nheld_out = 4\nbase_samples = 4\nmin_recall = 0.0\nmin_specificity = 0.0\n')
     code = main(["evaluate", "--config", str(config), "--model", str(tiny_pipeline_dir), "--work", str(tmp_path / "w"),
                  "--quiet"])
     assert code == 0

@@ -108,12 +108,13 @@ def cmd_cloak(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     stay_offline(args.online)
-    from .evaluation import EvaluationConfig, load_config, run_evaluation
+    from .evaluation import load_config, run_evaluation
 
     try:
-        config = load_config(args.config) if args.config else EvaluationConfig()
+        config = load_config(args.config)
         config = config.with_overrides(
             model=args.model, art=args.art, artist=args.artist, images=args.images, device=args.device,
+            clean_only=args.clean_only or None, **{"art_judge.judge_art": args.judge_art},
             victims=None if args.victims is None else tuple(int(v) for v in args.victims.split(",")),
             seeds=None if args.seeds is None else tuple(int(v) for v in args.seeds.split(",")),
             **{"protect.intensity": args.intensity, "protect.quality": args.quality, "protect.target": args.target,
@@ -132,7 +133,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = Path(args.report) if args.report else work / "report"
     log = (lambda *a: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     try:
-        if config.benchmark is not None:
+        if config.benchmark is not None and not config.clean_only:  # clean-only: the cases' shared clean side
             from .evaluation.benchmark import run_benchmark
 
             metrics = run_benchmark(config, work, report, accelerator=accelerator, log=log)
@@ -141,7 +142,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except (ValueError, ModelLoadError, ImageError, FileNotFoundError) as err:
         _error(str(err))
         return 1
-    if accelerator.is_main_process and config.benchmark is not None:
+    if accelerator.is_main_process and config.benchmark is not None and not config.clean_only:
         for name, entry in metrics["protections"].items():
             for levels, f in entry["intensities"].items():
                 success = f["protection_success"]
@@ -153,8 +154,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         aggregate = metrics["aggregate"]
         if "mimicry_success" in aggregate:
             ms = aggregate["mimicry_success"]
-            print(f"mimicry success: base {ms['base']:.1%}, clean LoRA {ms['clean']:.1%}, cloaked LoRA "
-                  f"{ms['cloaked']:.1%}; protection success {aggregate['protection_success']:.1%}")
+            line = f"mimicry success: base {ms['base']:.1%}, clean LoRA {ms['clean']:.1%}"
+            if "cloaked" in ms:
+                line += f", cloaked LoRA {ms['cloaked']:.1%}; protection success {aggregate['protection_success']:.1%}"
+            print(line)
         print(f"report: {report / 'report.md'}")
     return 0
 
@@ -206,13 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fine-tune the model with LoRA on an artist's clean and cloaked images, generate "
                                    "from both with the same prompts and seeds, and write a report with scores. "
                                    "Stages are cached in WORK: a rerun resumes. Flags override the config file.")
-    e.add_argument("--config", metavar="TOML", help="a shipped config (mini-quick, mini-full, mini-bench, sd15-gpu) or a TOML file "
-                                                   "(default: the built-in defaults, one mini-quick-like case)")
+    e.add_argument("--config", metavar="TOML", default="mini-quick",
+                   help="a shipped config (mini-quick, mini-full, mini-bench, sd15-gpu) or a TOML file (default: "
+                        "mini-quick: one victim, the fixed mimic recipe)")
     e.add_argument("--work", metavar="DIR", help="stage folders (default: sfumato-evaluation/NAME)")
     e.add_argument("--report", metavar="DIR", help="where the report goes (default: WORK/report)")
     e.add_argument("--model", help="mini, a Stable Diffusion hub id or a local diffusers folder (default: the config's)")
     e.add_argument("--victims", help="sfumato-mini victim artists, comma-separated, from 2,7,11,16,20,24 (default: the config's)")
     e.add_argument("--art", metavar="DIR", help="a folder of one artist's images instead of the built-in victims (default: none)")
+    e.add_argument("--judge-art", metavar="DIR",
+                   help="a second folder of the same artist's images for the --art style judge (default: none; "
+                        "8 images of --art are held out instead)")
     e.add_argument("--artist", help="the prompt word for --art images (default: the config's, sks)")
     e.add_argument("--images", type=int, help="training images per artist (default: the config's, 16)")
     e.add_argument("--seeds", help="comma-separated seeds, one full run each (default: the config's)")
@@ -226,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--target", help="cloak target, as sfumato cloak (default: the config's)")
     e.add_argument("--countermeasure", help="none, jpeg:QUALITY or blur:SIGMA, applied to the cloaked images "
                                             "(default: the config's, none)")
+    e.add_argument("--clean-only", action="store_true",
+                   help="run the clean side only: the mimic on the originals, no cloak (default: off; a later "
+                        "full run in the same --work reuses it)")
     e.add_argument("--lora-steps", type=int, help="the mimic's fine-tuning steps (default: the config's)")
     e.add_argument("--lora-rank", type=int, help="the mimic's LoRA rank (default: the config's, 8)")
     e.add_argument("--images-per-prompt", type=int, help="images generated per prompt (default: the config's, 64)")

@@ -70,7 +70,8 @@ class StyleJudge(nn.Module):
 
 
 def fit_linear_head(judge: StyleJudge, features: torch.Tensor, labels: torch.Tensor, *,
-                    weight_decay: float = 1e-3, steps: int = 200) -> StyleJudge:
+                    weight_decay: float = 1e-3, steps: int = 200,
+                    class_weight: torch.Tensor | None = None) -> StyleJudge:
     """Fit the judge's standardisation and linear head: L2-regularised softmax regression (L-BFGS).
 
     Args:
@@ -78,6 +79,8 @@ def fit_linear_head(judge: StyleJudge, features: torch.Tensor, labels: torch.Ten
         labels (`torch.Tensor`): (N,) style indices.
         weight_decay (`float`): L2 weight on the head's weights.
         steps (`int`): L-BFGS iterations. Deterministic: no random draw.
+        class_weight (`torch.Tensor`, *optional*): (C,) weights of the classes in the loss, for
+            unbalanced data (the per-artist judge's few positives).
     """
     judge.mean.copy_(features.mean(0))
     judge.std.copy_(features.std(0).clamp_min(1e-6))
@@ -88,7 +91,7 @@ def fit_linear_head(judge: StyleJudge, features: torch.Tensor, labels: torch.Ten
 
     def closure():
         optimizer.zero_grad()
-        loss = F.cross_entropy(z @ weight.T + bias, labels) + weight_decay * (weight**2).sum()
+        loss = F.cross_entropy(z @ weight.T + bias, labels, weight=class_weight) + weight_decay * (weight**2).sum()
         loss.backward()
         return loss
 

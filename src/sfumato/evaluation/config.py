@@ -9,6 +9,7 @@ from pathlib import Path
 from ..config import resolve_config
 from ..corpus import VICTIM_STYLES
 from ..finetune import LoraSettings
+from .art_judge import ArtJudgeSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -125,6 +126,10 @@ class EvaluationConfig:
         clip_model (`str`, *optional*): a CLIP hub id or local folder for a zero-shot style score.
         clip_labels (`tuple[str, ...]`): the zero-shot labels; the first names the artist's
             style (``{artist}`` is replaced), the others are the alternatives.
+        art_judge (`ArtJudgeSettings`): how the judge of ``art``'s own style is trained and when it
+            is refused (``[art_judge]`` in TOML; unused for the built-in victims).
+        clean_only (`bool`): run the clean side only (base and clean-LoRA samples, mimicry figures, no
+            cloak); the protected side can follow in the same work folder and reuses those stages.
     """
 
     name: str = "evaluation"
@@ -139,10 +144,12 @@ class EvaluationConfig:
     device: str = "cpu"
     clip_model: str | None = None
     clip_labels: tuple[str, ...] = ("a painting in the style of {artist}", "a painting", "a photograph")
+    clean_only: bool = False
     protect: ProtectSettings = field(default_factory=ProtectSettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
     benchmark: BenchmarkSettings | None = None
+    art_judge: ArtJudgeSettings = field(default_factory=ArtJudgeSettings)
 
     def __post_init__(self) -> None:
         if self.cases is not None:
@@ -208,7 +215,7 @@ def _coerce(cls, values: dict) -> dict:
 
 def load_config(path: str | Path) -> EvaluationConfig:
     """Read an :class:`EvaluationConfig` from a TOML file (top-level keys plus ``[protect]``,
-    ``[lora]`` and ``[generate]`` tables), or a shipped preset by name (``"mini-quick"``)."""
+    ``[lora]``, ``[generate]``, ``[art_judge]`` and ``[benchmark]`` tables), or a shipped preset by name (``"mini-quick"``)."""
     path = Path(path)
     if not path.is_file() and (PRESETS / f"{path}.toml").is_file():
         path = PRESETS / f"{path}.toml"
@@ -219,7 +226,8 @@ def load_config(path: str | Path) -> EvaluationConfig:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: {err}") from None
-    sections = {"protect": ProtectSettings, "lora": LoraSettings, "generate": GenerateSettings}
+    sections = {"protect": ProtectSettings, "lora": LoraSettings, "generate": GenerateSettings,
+                "art_judge": ArtJudgeSettings}
     parts = {name: cls(**_coerce(cls, data.pop(name, {}))) for name, cls in sections.items()}
     if "benchmark" in data:
         parts["benchmark"] = BenchmarkSettings(**_coerce(BenchmarkSettings, data.pop("benchmark")))

@@ -18,17 +18,19 @@ COLUMNS = (("art", "original"), ("protect", "cloaked copy"), ("generate-clean", 
 def side_by_side(folders: dict, out: Path, rows: int = 4) -> None:
     """Originals | cloaked copies | clean-LoRA | cloaked-LoRA images; generated columns share prompt and seed.
 
-    ``folders`` maps each stage (``art``, ``protect``, ``generate-clean``, ``generate-cloaked``) to its folder.
+    ``folders`` maps each stage (``art``, ``protect``, ``generate-clean``, ``generate-cloaked``) to its folder;
+    a column whose stage is missing (the protected side of a clean-only run) is left out.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sets = [image_set(folders[name])[0] for name, _ in COLUMNS]
+    columns = [(name, title) for name, title in COLUMNS if name in folders]  # a clean-only run has two
+    sets = [image_set(folders[name])[0] for name, _ in columns]
     rows = min(rows, *(len(s) for s in sets))
-    fig, axes = plt.subplots(rows, len(COLUMNS), figsize=(1.9 * len(COLUMNS), 1.9 * rows + 0.3), squeeze=False)
-    for c, ((_, title), images) in enumerate(zip(COLUMNS, sets)):
+    fig, axes = plt.subplots(rows, len(columns), figsize=(1.9 * len(columns), 1.9 * rows + 0.3), squeeze=False)
+    for c, ((_, title), images) in enumerate(zip(columns, sets)):
         for r in range(rows):
             ax = axes[r][c]
             ax.imshow(images[r].permute(1, 2, 0).numpy())
@@ -61,7 +63,7 @@ def score_chart(cases: list[dict], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(judged) + 1.5), 3.0))
     width = 0.27
     for k, (key, label) in enumerate((("base", "base model"), ("clean", "LoRA on originals"),
-                                      ("cloaked", "LoRA on cloaked"))):
+                                      ("cloaked", "LoRA on cloaked"))[:len(judged[0]["scores"]["mimicry_success"])]):
         values = [100 * c["scores"]["mimicry_success"][key] for c in judged]
         ax.bar([i + (k - 1) * width for i in range(len(judged))], values, width, label=label)
     ax.set_xticks(range(len(judged)), [c["case"] for c in judged], rotation=30, ha="right", fontsize=7)
@@ -80,25 +82,29 @@ def _mean(values) -> float | None:
 
 def _aggregate(cases: list[dict]) -> dict:
     judged = [c for c in cases if "mimicry_success" in c["scores"]]
+    sides = [k for k in ("base", "clean", "cloaked") if k in cases[0]["scores"]]  # no cloaked: clean-only
+    protected = "cloaked" in sides
     out = {"cases": len(cases)}
     if judged:
-        out["mimicry_success"] = {k: _mean(c["scores"]["mimicry_success"][k] for c in judged)
-                                  for k in ("base", "clean", "cloaked")}
-        out["protection_success"] = _mean(c["scores"]["protection_success"] for c in judged)
+        out["mimicry_success"] = {k: _mean(c["scores"]["mimicry_success"][k] for c in judged) for k in sides}
         worked = [c for c in judged if c["scores"]["mimicry_success"]["clean"] >= ATTACK_WORKS]
-        out["attack_worked"] = {"cases": len(worked),
-                                "protection_success": _mean(c["scores"]["protection_success"] for c in worked)}
+        out["attack_worked"] = {"cases": len(worked)}
+        if protected:
+            out["protection_success"] = _mean(c["scores"]["protection_success"] for c in judged)
+            out["attack_worked"]["protection_success"] = _mean(c["scores"]["protection_success"] for c in worked)
         out["per_victim"] = {}
         for artist in dict.fromkeys(c["artist"] for c in judged):
             mine = [c for c in judged if c["artist"] == artist]
-            out["per_victim"][artist] = {
-                "seeds": [c["seed"] for c in mine],
-                "mimicry_clean": _mean(c["scores"]["mimicry_success"]["clean"] for c in mine),
-                "mimicry_cloaked": _mean(c["scores"]["mimicry_success"]["cloaked"] for c in mine),
-                "protection_success": _mean(c["scores"]["protection_success"] for c in mine)}
-    out["frechet_to_real"] = {k: _mean(c["scores"][k]["frechet_to_real"] for c in cases) for k in ("base", "clean", "cloaked")}
-    out["visibility"] = {k: _mean(c["scores"]["visibility"][k]["mean"] for c in cases)
-                         for k in ("perceptual_distance", "psnr_db", "ssim", "linf_levels")}
+            row = {"seeds": [c["seed"] for c in mine],
+                   "mimicry_clean": _mean(c["scores"]["mimicry_success"]["clean"] for c in mine)}
+            if protected:
+                row["mimicry_cloaked"] = _mean(c["scores"]["mimicry_success"]["cloaked"] for c in mine)
+                row["protection_success"] = _mean(c["scores"]["protection_success"] for c in mine)
+            out["per_victim"][artist] = row
+    out["frechet_to_real"] = {k: _mean(c["scores"][k]["frechet_to_real"] for c in cases) for k in sides}
+    if protected:
+        out["visibility"] = {k: _mean(c["scores"]["visibility"][k]["mean"] for c in cases)
+                             for k in ("perceptual_distance", "psnr_db", "ssim", "linf_levels")}
     return out
 
 
@@ -109,6 +115,11 @@ ATTACK_WORKS = 0.6
 def verdict(aggregate: dict) -> str:
     """One plain sentence on what the figures show (and do not)."""
     ms = aggregate["mimicry_success"]
+    if "protection_success" not in aggregate:
+        worked = aggregate["attack_worked"]["cases"]
+        return (f"clean-only run: the mimic trained on the originals reached {_pct(ms['clean'])} (base model "
+                f"{_pct(ms['base'])}); it reached {ATTACK_WORKS:.0%} in {worked} of {aggregate['cases']} case(s). "
+                f"No cloak was evaluated.")
     if ms["clean"] < ATTACK_WORKS:
         text = (f"the mimic trained on the originals reached only {_pct(ms['clean'])} (below "
                 f"{ATTACK_WORKS:.0%}): the attack did not work here, so this run shows nothing about protection "
@@ -137,7 +148,7 @@ def headline(metrics: dict) -> str | None:
     the cases whose clean mimic worked, with the protection, its intensity and its PSNR (None if not judged)."""
     agg = metrics.get("aggregate", {})
     worked = agg.get("attack_worked")
-    if worked is None:
+    if worked is None or "protection_success" not in worked:  # not judged, or clean-only
         return None
     from ..config import resolve_config
 
@@ -168,7 +179,7 @@ def write_report(config, results: list[dict], out: str | Path) -> dict:
         side_by_side(r["stage_folders"], out / figure)
         cases.append({"case": case.name, "artist": case.artist, "victim": case.victim, "seed": case.seed,
                       "scores": r["scores"], "stage_seconds": r["seconds"], "threads": _stage_threads(r),
-                      "figure": figure})
+                      "figure": figure} | ({"art_judge": r["art_judge"]} if r.get("art_judge") else {}))
     if any("mimicry_success" in c["scores"] for c in cases):
         score_chart(cases, out / "scores.png")
     stage_seconds = [s for c in cases for s in c["stage_seconds"].values()]
@@ -214,8 +225,11 @@ def _markdown(m: dict) -> str:
              + (f"folder `{cfg['art']}` as `{cfg['artist']}`" if cfg["art"] else
                 ", ".join(f"artist{v:02d}" for v in cfg["victims"]))
              + f"; seeds {list(cfg['seeds'])}; {cfg['images']} training images per artist.",
-             f"- Cloak: intensity `{cfg['protect']['intensity']}`, quality `{cfg['protect']['quality']}`, "
-             f"target `{cfg['protect']['target']}`, countermeasure `{cfg['protect']['countermeasure']}`.",
+             ("- Cloak: none, a clean-only run (the mimic on the originals and the base model)."
+              if cfg.get("clean_only") else
+              f"- Cloak: {cfg['protect'].get('protection', 'glaze')}, intensity `{cfg['protect']['intensity']}`, "
+              f"quality `{cfg['protect']['quality']}`, target `{cfg['protect']['target']}`, "
+              f"countermeasure `{cfg['protect']['countermeasure']}`."),
              f"- LoRA: rank {cfg['lora']['rank']}, {cfg['lora']['steps']} steps of {cfg['lora']['batch_size']}, "
              f"learning rate {cfg['lora']['learning_rate']}, min-SNR γ {cfg['lora'].get('snr_gamma', 5.0)}, "
              f"offset noise {cfg['lora'].get('noise_offset', 0.0)}, modules {', '.join(cfg['lora']['target_modules'])}.",
@@ -224,22 +238,71 @@ def _markdown(m: dict) -> str:
              + f", {cfg['generate']['steps']} steps, guidance {cfg['generate']['guidance']}.",
              f"- Hardware: {hw.get('cpu', '?')}, {' or '.join(map(str, threads))} threads{_per_case(threads)}, torch {hw.get('torch', '?')}; "
              f"compute {m['compute_seconds'] / 60:.1f} min over all stages.", ""]
+    protected = not cfg.get("clean_only")
+    lines += _art_judge_rows(m)
     if "mimicry_success" in agg:
-        ms = agg["mimicry_success"]
-        lines += ["## Headline", "",
-                  "| | share judged the artist's style |", "|---|---|",
-                  f"| base model (never saw the artist) | {_pct(ms['base'])} |",
-                  f"| LoRA on the originals (mimicry success, clean) | {_pct(ms['clean'])} |",
-                  f"| LoRA on the cloaked copies (mimicry success, cloaked) | {_pct(ms['cloaked'])} |", "",
+        lines += _headline_rows(agg, protected)
+    lines += _case_rows(m) if protected else _clean_case_rows(m)
+    for c in m["cases"]:
+        lines += [f"### {c['case']}", "", f"![{c['case']}]({c['figure']})", ""]
+    lines += _glossary()
+    return "\n".join(lines)
+
+
+def _art_judge_rows(m: dict) -> list[str]:
+    """How far the art folder's own style judge can be trusted, measured on images it never trained on."""
+    judged = [c for c in m["cases"] if "art_judge" in c]
+    if not judged:
+        return []
+    lines = ["## The artist's style judge", "",
+             "A binary judge of this artist's style, trained on images the mimic never saw (held out from the "
+             "folder, or `--judge-art`) against the same images in the built-in styles and the base model's "
+             "samples, and tested on images it did not train on: the mimic's training images (recall), and those "
+             "in the built-in styles plus other base samples (specificity).", "",
+             "| case | held-out recall | held-out specificity |", "|---|---|---|"]
+    for c in judged:
+        j = c["art_judge"]
+        lines.append(f"| {c['case']} | {_pct(j['recall'])} of {j['positives']} | {_pct(j['specificity'])} of "
+                     f"{j['negatives']} |")
+    return lines + [""]
+
+
+def _headline_rows(agg: dict, protected: bool) -> list[str]:
+    ms = agg["mimicry_success"]
+    lines = ["## Headline", "", "| | share judged the artist's style |", "|---|---|",
+             f"| base model (never saw the artist) | {_pct(ms['base'])} |",
+             f"| LoRA on the originals (mimicry success, clean) | {_pct(ms['clean'])} |"]
+    if protected:
+        lines += [f"| LoRA on the cloaked copies (mimicry success, cloaked) | {_pct(ms['cloaked'])} |", "",
                   f"**Protection success** (cloaked-LoRA images not judged the artist's style): "
-                  f"**{_pct(agg['protection_success'])}**, mean over {agg['cases']} case(s).", "",
-                  f"**Verdict**: {verdict(agg)}", "",
-                  "| artist | seeds | mimicry, clean | mimicry, cloaked | protection |", "|---|---|---|---|---|"]
-        for artist, v in agg["per_victim"].items():
-            lines.append(f"| {artist} | {v['seeds']} | {_pct(v['mimicry_clean'])} | {_pct(v['mimicry_cloaked'])} | "
-                         f"{_pct(v['protection_success'])} |")
-        lines += ["", "![scores](scores.png)", ""]
-    lines += ["## Every case", "",
+                  f"**{_pct(agg['protection_success'])}**, mean over {agg['cases']} case(s)."]
+    lines += ["", f"**Verdict**: {verdict(agg)}", ""]
+    if protected:
+        lines += ["| artist | seeds | mimicry, clean | mimicry, cloaked | protection |", "|---|---|---|---|---|"]
+        lines += [f"| {artist} | {v['seeds']} | {_pct(v['mimicry_clean'])} | {_pct(v['mimicry_cloaked'])} | "
+                  f"{_pct(v['protection_success'])} |" for artist, v in agg["per_victim"].items()]
+    else:
+        lines += ["| artist | seeds | mimicry, clean (mean of seeds) |", "|---|---|---|"]
+        lines += [f"| {artist} | {v['seeds']} | {_pct(v['mimicry_clean'])} |" for artist, v in agg["per_victim"].items()]
+    return lines + ["", "![scores](scores.png)", ""]
+
+
+def _clean_case_rows(m: dict) -> list[str]:
+    lines = ["## Every case", "",
+             "| case | mimicry: base / clean | top styles, clean LoRA | Fréchet to real: base / clean | stage minutes |",
+             "|---|---|---|---|---|"]
+    for c in m["cases"]:
+        s = c["scores"]
+        mimicry = s.get("mimicry_success", {})
+        top = ", ".join(f"{k} {_pct(v)}" for k, v in s["clean"].get("top_styles", {}).items()) or "n/a"
+        lines.append(f"| {c['case']} | {_pct(mimicry.get('base'))} / {_pct(mimicry.get('clean'))} | {top} | "
+                     f"{s['base']['frechet_to_real']:.1f} / {s['clean']['frechet_to_real']:.1f} | "
+                     f"{sum(c['stage_seconds'].values()) / 60:.1f} |")
+    return lines + ["", "Per-stage seconds are in `metrics.json`.", ""]
+
+
+def _case_rows(m: dict) -> list[str]:
+    lines = ["## Every case", "",
               "| case | mimicry: clean / cloaked | judged as target (cloaked LoRA) | "
               "Fréchet to real: base / clean / cloaked | cloak PSNR | SSIM | perceptual | L∞ | stage minutes |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -254,10 +317,11 @@ def _markdown(m: dict) -> str:
                      f"{s['cloaked']['frechet_to_real']:.1f} | {vis['psnr_db']['mean']:.1f} dB | "
                      f"{vis['ssim']['mean']:.3f} | {vis['perceptual_distance']['mean']:.4f} | "
                      f"{vis['linf_levels']['max']:.0f} | {sum(c['stage_seconds'].values()) / 60:.1f} |")
-    lines += ["", "Per-stage seconds are in `metrics.json`.", ""]
-    for c in m["cases"]:
-        lines += [f"### {c['case']}", "", f"![{c['case']}]({c['figure']})", ""]
-    lines += ["## What the numbers mean", "",
+    return lines + ["", "Per-stage seconds are in `metrics.json`.", ""]
+
+
+def _glossary() -> list[str]:
+    return ["## What the numbers mean", "",
               "- *Mimicry success*: the share of images generated for the artist's prompt that sfumato's style "
               "judge (EfficientNet-Lite0 features + a linear head over the 26 styles) puts in the artist's style. "
               "The base model's share is the floor; the clean LoRA's share says whether the attack works at all.",
@@ -268,4 +332,3 @@ def _markdown(m: dict) -> str:
               "- *Cloak PSNR / SSIM / perceptual / L∞*: how visible the cloak is on the training images.",
               "- The judge and the figures are the mini world's; on Stable Diffusion, use `clip_model` for a "
               "CLIP zero-shot score as Glaze does.", ""]
-    return "\n".join(lines)

@@ -3,8 +3,14 @@
 A *case* is one artist with one seed. Its stages live in ``WORK/<case>/<stage>/``::
 
     art ─┬─ protect ─ [countermeasure] ─ finetune-cloaked ─ generate-cloaked ─┐
-         └─ finetune-clean ─ generate-clean ─────────────────────────────────┼─ score
+         ├─ finetune-clean ─ generate-clean ─────────────────────────────────┤
+         └─ [judge] ─────────────────────────────────────────────────────────┼─ score
     generate-base ───────────────────────────────────────────────────────────┘
+
+``judge`` runs for an art folder only: a judge of that artist's style, trained on images
+the mimic never sees (:mod:`sfumato.evaluation.art_judge`); the built-in victims use the
+shipped 26-style judge. A clean-only run (``EvaluationConfig.clean_only``) leaves out the
+upper branch; the protected side can follow later in the same ``WORK`` and reuses the rest.
 
 Under ``accelerate launch`` the fine-tunes run on every process; the other stages
 run on the main process while the others wait.
@@ -18,11 +24,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..corpus import artist_token, load_images, read_manifest
+from .art_judge import ARTIST, check_art_counts, weakness
 from .config import EvaluationConfig
 from .contract import is_current, read_manifest as read_stage, run_stage
 from .fingerprint import FINETUNE_PARTS, PROTECT_PARTS, model_fingerprint
-from .stages import (image_set, stage_art, stage_countermeasure, stage_finetune, stage_generate, stage_protect,
-                     stage_score, victim_corpus)
+from .stages import (image_set, stage_art, stage_countermeasure, stage_finetune, stage_generate, stage_judge,
+                     stage_protect, stage_score, victim_corpus)
 
 __all__ = ["Case", "cases", "model_fingerprint", "run_evaluation"]
 
@@ -102,10 +109,12 @@ def _suffixes(config: EvaluationConfig) -> tuple[str, str]:
 
 
 def case_folders(config: EvaluationConfig, work: str | Path, case: Case) -> dict[str, Path]:
-    """Where each stage of one case lives under ``work`` (protected-side folders carry the variant)."""
+    """Where each stage of one case lives under ``work`` (protected-side folders carry the variant; a
+    clean-only run scores into ``score-clean``, so that the full run's score is never taken for it)."""
     sfx, cm_sfx = _suffixes(config)
     folder = Path(work) / case.name
-    folders = {"art": folder / "art", "protect": folder / f"protect{sfx}", "score": folder / f"score{cm_sfx}"}
+    folders = {"art": folder / "art", "judge": folder / "judge", "protect": folder / f"protect{sfx}",
+               "score": folder / ("score-clean" if config.clean_only else f"score{cm_sfx}")}
     if config.protect.countermeasure != "none":
         folders["countermeasure"] = folder / f"countermeasure{cm_sfx}"
     for side, suffix in (("base", "base"), ("clean", "clean"), ("cloaked", f"cloaked{cm_sfx}")):
@@ -113,6 +122,36 @@ def case_folders(config: EvaluationConfig, work: str | Path, case: Case) -> dict
             folders[f"finetune-{side}"] = folder / f"finetune-{suffix}"
         folders[f"generate-{side}"] = folder / f"generate-{suffix}"
     return folders
+
+
+def _check_art(config: EvaluationConfig) -> None:
+    """Refuse an art folder too small to split between the mimic and its judge, before any work."""
+    from ..io import find_images
+
+    settings = config.art_judge
+    judge_found = len(find_images([settings.judge_art])) if settings.judge_art else None
+    check_art_counts(config.art, len(find_images([config.art])), config.images, settings, judge_found)
+
+
+def _art_judge(config: EvaluationConfig, run, f: dict, art: dict, style_judge, case: Case, weights: str,
+               device: str):
+    """Train (or reuse) the art folder's own style judge; refuse one too weak to trust."""
+    from ..judge import load_judge
+
+    settings = config.art_judge
+    prompts = [p.format(artist=case.artist) for p in config.generate.prompts]
+    sampling = asdict(config.generate)
+    del sampling["images_per_prompt"]  # the judge draws its own number of base samples
+    key = {"model": weights, "prompts": prompts, **sampling,
+           "base_samples": settings.base_samples, "seed": case.seed}
+    manifest = run("judge", f["judge"], key,
+                   lambda out: stage_judge(out, art_folder=f["art"], model=config.model, prompts=prompts,
+                                           settings=config.generate, judge_settings=settings, seed=case.seed,
+                                           style_judge=style_judge, device=device), inputs=[art])
+    why = weakness(manifest["rates"], settings)
+    if why:
+        raise ValueError(f"{config.art}: the style judge for this artist is too weak to trust: {why}")
+    return load_judge(f["judge"] / "art-judge.safetensors", trunk=style_judge.trunk), [manifest]
 
 
 def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str | Path | None = None, *,
@@ -134,20 +173,30 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
     device = config.device
     judge, perceptual = load_judge(), load_perceptual("auto")
     judge_version = hashlib.sha256(JUDGE_WEIGHTS.read_bytes()).hexdigest()[:12]  # new judge weights: new scores
+    if config.art is not None:
+        _check_art(config)
     started, results = time.perf_counter(), []
     for case in cases(config):
         f = case_folders(config, work, case)
         log(f"== {case.name}")
+        held = {} if config.art is None else {"held_out": config.art_judge.held_out,
+                                               "judge_art": config.art_judge.judge_art}
         art = run("art", f["art"], {"victim": case.victim, "art": config.art, "artist": case.artist,
-                                    "images": config.images, "resolution": resolution, "seed": case.seed},
+                                    "images": config.images, "resolution": resolution, "seed": case.seed, **held},
                   lambda out: stage_art(out, victim=case.victim, art=config.art, artist=case.artist,
-                                        count=config.images, resolution=resolution, seed=case.seed, corpus=corpus))
-        protect = run("protect", f["protect"], {"model": encoder_weights, **_protect_key(config.protect),
-                                                "seed": case.seed},
-                      lambda out: stage_protect(out, f["art"], model=config.model, settings=config.protect,
-                                                seed=case.seed, device=device), inputs=[art])
+                                        count=config.images, resolution=resolution, seed=case.seed, corpus=corpus,
+                                        **held))
+        case_judge, artist_class, judged = judge, case.victim, []
+        if config.art is not None:
+            case_judge, judged = _art_judge(config, run, f, art, judge, case, weights, device)
+            artist_class = ARTIST
+        sides = ("clean",) if config.clean_only else ("clean", "cloaked")
+        protect = None if config.clean_only else run(
+            "protect", f["protect"], {"model": encoder_weights, **_protect_key(config.protect), "seed": case.seed},
+            lambda out: stage_protect(out, f["art"], model=config.model, settings=config.protect,
+                                      seed=case.seed, device=device), inputs=[art])
         cloaked_set, cloaked_manifest = f["protect"], protect
-        if config.protect.countermeasure != "none":
+        if config.protect.countermeasure != "none" and not config.clean_only:
             cloaked_set = f["countermeasure"]
             cloaked_manifest = run("countermeasure", cloaked_set, {"spec": config.protect.countermeasure},
                                    lambda out: stage_countermeasure(out, f["protect"],
@@ -155,7 +204,9 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
                                    inputs=[protect])
         lora = {"model": lora_weights, **_lora_key(config.lora), "seed": case.seed}
         tuned = {}
-        for name, images, upstream in (("clean", f["art"], art), ("cloaked", cloaked_set, cloaked_manifest)):
+        sources = {"clean": (f["art"], art), "cloaked": (cloaked_set, cloaked_manifest)}
+        for name in sides:
+            images, upstream = sources[name]
             tuned[name] = run(f"finetune-{name}", f[f"finetune-{name}"], lora,
                               lambda out, images=images: stage_finetune(out, images, model=config.model,
                                                                         settings=config.lora, seed=case.seed,
@@ -164,7 +215,7 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
         prompts = [p.format(artist=case.artist) for p in config.generate.prompts]
         sampling = {"model": weights, "prompts": prompts, **asdict(config.generate), "seed": case.seed}
         generated = {}
-        for name in ("base", "clean", "cloaked"):
+        for name in ("base", *sides):
             lora_folder = None if name == "base" else f[f"finetune-{name}"]
             generated[name] = run(f"generate-{name}", f[f"generate-{name}"], sampling,
                                   lambda out, lora_folder=lora_folder: stage_generate(
@@ -177,17 +228,21 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
         if config.clip_model:
             clip = {"model": config.clip_model, "labels": [label.format(artist=case.artist) for label in config.clip_labels],
                     "index": 0}
-        score = run("score", f["score"], {"victim": case.victim, "clip": clip, "judge": judge_version,
-                                          "perceptual": type(perceptual).__name__},
-                    lambda out: stage_score(out, art_folder=f["art"], protect_folder=f["protect"],
+        score_key = {"victim": case.victim, "clip": clip, "judge": judge_version,
+                     "perceptual": type(perceptual).__name__} | ({"clean_only": True} if config.clean_only else {})
+        score = run("score", f["score"], score_key,
+                    lambda out: stage_score(out, art_folder=f["art"],
+                                            protect_folder=None if config.clean_only else f["protect"],
                                             generated={k: f[f"generate-{k}"] for k in generated},
-                                            victim=case.victim, real=real, judge=judge, perceptual=perceptual,
-                                            clip=clip),
-                    inputs=[art, protect, *generated.values()])
-        stages = {"art": art, "protect": protect, **{f"finetune-{k}": v for k, v in tuned.items()},
+                                            artist_class=artist_class, real=real, judge=case_judge,
+                                            perceptual=perceptual, clip=clip),
+                    inputs=[art, *judged, *([] if protect is None else [protect]), *generated.values()])
+        stages = {"art": art, **({"judge": judged[0]} if judged else {}),
+                  **({} if protect is None else {"protect": protect}),
+                  **{f"finetune-{k}": v for k, v in tuned.items()},
                   **{f"generate-{k}": v for k, v in generated.items()}, "score": score}
         results.append({"case": case, "folder": work / case.name, "stage_folders": {k: f[k] for k in stages},
-                        "scores": score["scores"],
+                        "scores": score["scores"], "art_judge": judged[0]["rates"] if judged else None,
                         "seconds": {k: v["seconds"] for k, v in stages.items()},
                         "reused": all(v.get("reused") for v in stages.values())})
     if accelerator is not None and not accelerator.is_main_process:

@@ -20,12 +20,13 @@ from PIL import Image
 
 from ..corpus import CorpusConfig, artist_token, build_corpus, load_images, read_manifest
 from ..finetune import LoraSettings, finetune_lora, generate, load_lora, save_lora
+from ..targets import NUM_STYLES
 from .config import GenerateSettings, ProtectSettings
 from .contract import read_images, write_images
 from .metrics import frechet_distance, judged_shares, summary, visibility
 
 __all__ = ["VICTIM_CORPUS", "victim_corpus", "image_set", "stage_art", "stage_protect", "stage_countermeasure",
-           "stage_finetune", "stage_generate", "stage_score", "top_styles"]
+           "stage_finetune", "stage_generate", "stage_judge", "stage_score", "top_styles"]
 
 #: The built-in victims' images: the same images as ``scripts/train_mini.py``'s victim corpus
 #: (one victim's style is rendered at a time, see :func:`victim_corpus`).
@@ -40,6 +41,7 @@ def victim_corpus(corpus: Path, victim: int) -> Path:
 
 
 def _write_set(folder: Path, images: torch.Tensor, names: list[str], captions: list[str], **extra) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     write_images(folder, images, names)
     (folder / "images.json").write_text(json.dumps({"names": names, "captions": captions, **extra}, indent=1) + "\n")
 
@@ -60,10 +62,12 @@ def _square(image: torch.Tensor, side: int) -> torch.Tensor:
 
 
 def stage_art(folder: Path, *, victim: int | None, art: str | None, artist: str, count: int, resolution: int,
-              seed: int, corpus: Path) -> dict:
+              seed: int, corpus: Path, held_out: int = 0, judge_art: str | None = None) -> dict:
     """The artist's clean images: ``count`` of a built-in victim's corpus images, or of a folder.
 
     The choice is a seeded draw; images are centre-cropped and resized to ``resolution``.
+    For a folder, ``held_out`` further images of the same draw (or all of ``judge_art``) go
+    to ``folder/held-out``, for the artist's style judge; the mimic never sees them.
     """
     generator = torch.Generator().manual_seed(seed)
     if victim is not None:
@@ -76,9 +80,14 @@ def stage_art(folder: Path, *, victim: int | None, art: str | None, artist: str,
         from ..io import find_images, load_image
 
         paths = find_images([art])
-        if len(paths) < count:
-            raise ValueError(f"{art}: {len(paths)} images, the evaluation needs {count}")
-        paths = [paths[i] for i in torch.randperm(len(paths), generator=generator)[:count].tolist()]
+        held = 0 if judge_art else held_out
+        if len(paths) < count + held:
+            raise ValueError(f"{art}: {len(paths)} images, the evaluation needs {count + held}")
+        order = [paths[i] for i in torch.randperm(len(paths), generator=generator).tolist()]
+        judge_paths, paths = (find_images([judge_art]) if judge_art else order[:held]), order[held:held + count]
+        if judge_paths:
+            _write_set(folder / "held-out", torch.stack([_square(load_image(p).rgb, resolution) for p in judge_paths]),
+                       [p.stem for p in judge_paths], [f"a painting by {artist}"] * len(judge_paths))
         images = torch.stack([_square(load_image(p).rgb, resolution) for p in paths])
         names = [p.stem for p in paths]
         captions = [f"a painting by {artist}"] * len(paths)
@@ -174,43 +183,88 @@ def stage_generate(folder: Path, *, model: str, lora_folder: Path | None, prompt
     return {"images": len(names)}
 
 
-def stage_score(folder: Path, *, art_folder: Path, protect_folder: Path, generated: dict[str, Path],
-                victim: int | None, real: torch.Tensor, judge, perceptual, clip: dict | None = None) -> dict:
+#: Offset of the art judge's base-model sampling seeds from the case's, far from the harness's own.
+JUDGE_SEED_OFFSET = 1_000_003
+
+
+def stage_judge(folder: Path, *, art_folder: Path, model: str, prompts: list[str], settings: GenerateSettings,
+                judge_settings, seed: int, style_judge, device: str = "cpu", engine=None) -> dict:
+    """Train and test the art folder's own style judge (see :mod:`sfumato.evaluation.art_judge`).
+
+    Writes ``art-judge.safetensors`` and ``judge.json`` (held-out recall and specificity, the
+    built-in styles left out of the negatives); refusing a weak judge is the caller's call.
+    """
+    from ..judge import save_judge_head
+    from ..targets import BuiltinStyle, _engine
+    from .art_judge import held_out_rates, own_styles, train_art_judge
+
+    train_pos, _ = image_set(art_folder / "held-out")
+    test_pos, _ = image_set(art_folder)  # the mimic's training images: never seen by the judge
+    excluded = own_styles(style_judge, train_pos)
+    engine = engine or _engine()  # one style network for every style
+    styles = [BuiltinStyle(s, engine) for s in range(NUM_STYLES) if s not in excluded]
+    stage_generate(folder / "base-samples", model=model, lora_folder=None, prompts=prompts,
+                   settings=replace(settings, images_per_prompt=judge_settings.base_samples),
+                   seed=seed + JUDGE_SEED_OFFSET, device=device)
+    base, _ = image_set(folder / "base-samples")
+
+    def negatives(content: torch.Tensor, half: int) -> torch.Tensor:
+        return torch.cat([*(style(content) for style in styles), base[half::2]])
+
+    judge = train_art_judge(style_judge.trunk, train_pos, negatives(train_pos, 0))
+    rates = held_out_rates(judge, test_pos, negatives(test_pos, 1))
+    save_judge_head(judge, folder / "art-judge.safetensors")
+    record = {"rates": rates, "excluded_styles": excluded, "train": {"positives": len(train_pos)}}
+    (folder / "judge.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def stage_score(folder: Path, *, art_folder: Path, protect_folder: Path | None, generated: dict[str, Path],
+                artist_class: int | None, real: torch.Tensor, judge, perceptual, clip: dict | None = None) -> dict:
     """Every figure of one case, written to ``scores.json`` and returned.
 
     Args:
-        generated: ``{"base": folder, "clean": folder, "cloaked": folder}``.
-        victim: the artist's built-in style (None for an art folder: no judge verdict then).
+        protect_folder: the cloaked copies, or None for a clean-only run (no visibility, no target).
+        generated: ``{"base": folder, "clean": folder, "cloaked": folder}`` (no ``cloaked`` when clean-only).
+        artist_class: the judge's class for the artist's style: a victim's built-in style with the
+            shipped judge, :data:`~sfumato.evaluation.art_judge.ARTIST` with an art folder's own judge.
         real: the artist's real images (N, 3, H, W), for the Fréchet distances.
-        judge: a :class:`~sfumato.judge.StyleJudge` (its trunk gives the Fréchet features).
+        judge: a :class:`~sfumato.judge.StyleJudge` (its trunk gives the Fréchet features); the
+            cloak's target style is judged only by the shipped 26-style judge.
         perceptual: the perceptual metric for the cloaks' visibility.
         clip: ``{"model": id, "labels": [...], "index": i}`` for a CLIP zero-shot score.
     """
-    art, _ = image_set(art_folder)
-    cloaked, _ = image_set(protect_folder)
-    target = json.loads((protect_folder / "cloaks.json").read_text())["target"]
+    scores, target = {}, {}
+    if protect_folder is not None:
+        art, _ = image_set(art_folder)
+        cloaked, _ = image_set(protect_folder)
+        target = json.loads((protect_folder / "cloaks.json").read_text())["target"]
+        scores["visibility"] = {k: summary(v) for k, v in visibility(art, cloaked, perceptual).items()}
     real_features = judge.features(real)
-    scores = {"visibility": {k: summary(v) for k, v in visibility(art, cloaked, perceptual).items()}}
     for name, gen_folder in generated.items():
         images, _ = image_set(gen_folder)
         probabilities = judge.probabilities(images)
         styles = {}
-        if victim is not None:
-            styles["artist"] = victim
-        if target.get("style") is not None:
+        if artist_class is not None:
+            styles["artist"] = artist_class
+        built_in = judge.head.out_features == NUM_STYLES  # not an art folder's binary judge
+        if target.get("style") is not None and built_in:
             styles["target"] = target["style"]
         entry = {"judged": judged_shares(probabilities, styles),
-                 "frechet_to_real": frechet_distance(judge.features(images), real_features),
-                 "top_styles": top_styles(probabilities)}
+                 "frechet_to_real": frechet_distance(judge.features(images), real_features)}
+        if built_in:
+            entry["top_styles"] = top_styles(probabilities)
         if clip is not None:
             from .metrics import clip_style_shares
 
             entry["clip_artist_share"] = clip_style_shares(images, clip["model"], clip["labels"])[clip["index"]]
         scores[name] = entry
-    if victim is not None:
+    if artist_class is not None:
         scores["mimicry_success"] = {k: scores[k]["judged"]["artist"] for k in generated}
-        scores["protection_success"] = 1 - scores["mimicry_success"]["cloaked"]
-    scores["target"] = target
+        if "cloaked" in generated:
+            scores["protection_success"] = 1 - scores["mimicry_success"]["cloaked"]
+    if protect_folder is not None:
+        scores["target"] = target
     (folder / "scores.json").write_text(json.dumps(scores, indent=1) + "\n")
     return {"scores": scores}
 

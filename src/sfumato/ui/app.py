@@ -168,7 +168,9 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
             for f in files:
                 source = Path(getattr(f, "name", f))
                 (art / source.name).write_bytes(source.read_bytes())
-            config = config.with_overrides(art=str(art), artist="sks", images=min(config.images, len(files)))
+            spare = len(files) - (0 if config.art_judge.judge_art else config.art_judge.held_out)  # the judge's share
+            config = config.with_overrides(art=str(art), artist="sks",
+                                           images=min(config.images, spare) if spare >= 1 else None)
         else:
             config = config.with_overrides(victims=(int(victim.removeprefix("artist")),))
         if not evaluate_lock.acquire(blocking=False):
@@ -234,7 +236,8 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
             with gr.Row():
                 victim = gr.Dropdown([artist_token(v) for v in VICTIM_STYLES], value=artist_token(VICTIM_STYLES[0]),
                                      label="Built-in victim artist")
-                art_files = gr.File(label="...or your own artwork (16 images)", file_count="multiple",
+                art_files = gr.File(label="...or your own artwork (24 images: 16 train the mimic, 8 train a judge "
+                                          "of your style)", file_count="multiple",
                                     file_types=["image"])
             evaluate_button = gr.Button("Run the mimicry test", variant="primary")
             side_by_side = gr.Image(label="Originals | cloaked | mimic on originals | mimic on cloaked", type="filepath")
