@@ -174,3 +174,25 @@ def test_unknown_protection_lists_valid_ones():
 def test_small_image_rejected(encoder, perceptual):
     with pytest.raises(ValueError, match="at least 64"):
         cloak_image(torch.rand(3, 10, 10), encoder, OtherArtwork(), perceptual, resolve_config())
+
+
+def test_budget_is_found_on_the_estimate_and_held_by_the_rendered_image():
+    """A large image is rendered once or twice, not at every bisection step, and the budget holds after rendering."""
+    from sfumato.cloak import _enforce_budget
+
+    renders = []
+
+    def render(scale):
+        renders.append(scale)
+        return torch.tensor(scale)
+
+    exact = lambda image: float(image) * 1.02  # quantisation adds a little  # noqa: E731
+    image, distance, scale = _enforce_budget(render, exact, 0.5, estimate=lambda s: s)
+    assert distance <= 0.5 and scale == pytest.approx(0.5 / 1.02, abs=0.01)
+    plain = len(renders)
+    renders.clear()
+    _enforce_budget(render, lambda image: float(image), 0.5, estimate=lambda s: s)
+    assert len(renders) == 1, "the estimate was right: one render"
+    renders.clear()
+    _enforce_budget(render, exact, 0.5)
+    assert plain <= len(renders)

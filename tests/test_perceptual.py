@@ -290,3 +290,18 @@ def test_figures_reject_bad_shapes(fn):
 def test_ssim_needs_the_window_to_fit():
     with pytest.raises(ValueError, match="at least 11"):
         ssim(torch.rand(1, 3, 10, 40), torch.rand(1, 3, 10, 40))
+
+
+def test_sampled_ssim_is_exact_up_to_a_megapixel_and_estimates_it_above():
+    from sfumato.quality import SSIM_MAX_PIXELS, ssim_region, ssim_sampled
+
+    g = torch.Generator().manual_seed(0)
+    small = torch.rand(1, 3, 64, 80, generator=g)
+    noisy = (small + 0.05 * torch.randn(small.shape, generator=g)).clamp(0, 1)
+    assert torch.equal(ssim_sampled(noisy, small), ssim(noisy, small))
+    assert ssim_region((1000, 1000)) == "the whole image"
+    side = 1100  # just above a megapixel: 16 tiles of 256 px
+    assert side * side > SSIM_MAX_PIXELS and ssim_region((side, side)) == "16 tiles of 256 px on an even grid"
+    smooth = F.interpolate(torch.rand(1, 3, 40, 40, generator=g), size=(side, side), mode="bilinear")
+    noisy = (smooth + 0.03 * torch.randn(smooth.shape, generator=g)).clamp(0, 1)
+    assert ssim_sampled(noisy, smooth).item() == pytest.approx(ssim(noisy, smooth).item(), abs=0.01)

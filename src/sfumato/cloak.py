@@ -12,7 +12,7 @@ import torch
 from .config import CloakConfig
 from .losses import ProtectionInputs, build_loss, latent_distance, needs_denoiser
 from .optim import optimize_perturbation
-from .quality import linf_255, psnr, ssim
+from .quality import linf_255, psnr, ssim_region, ssim_sampled
 from .resize import resize, working_size
 
 __all__ = ["CloakResult", "cloak_image", "quantize", "visible_perturbation"]
@@ -42,15 +42,29 @@ class CloakResult:
     report: dict  # figures of this image, see cloak_image
 
 
-def _enforce_budget(render, measure, budget: float, iterations: int = 8) -> tuple[torch.Tensor, float, float]:
-    """Largest scale s in [0, 1] of δ whose rendered (quantised) image stays within the budget (bisection)."""
-    image = render(1.0)
+def _enforce_budget(render, measure, budget: float, iterations: int = 8,
+                    estimate=None) -> tuple[torch.Tensor, float, float]:
+    """Largest scale s in [0, 1] of δ whose rendered (quantised) image stays within the budget (bisection).
+
+    ``estimate(s)``, a cheap stand-in for ``measure(render(s))`` (the unquantised image at the
+    working size), finds s first, so that a large image is rendered and measured once or twice
+    instead of at every bisection step; where quantisation pushes that render over the budget,
+    the exact bisection runs below it. The budget holds for the returned image either way.
+    """
+    high = 1.0
+    if estimate is not None and estimate(1.0) > budget:
+        low = 0.0
+        for _ in range(iterations):
+            mid = (low + high) / 2
+            low, high = (mid, high) if estimate(mid) <= budget else (low, mid)
+        high = low
+    image = render(high)
     distance = measure(image)
     if distance <= budget:
-        return image, distance, 1.0
+        return image, distance, high
     untouched = render(0.0)
     best = (untouched, measure(untouched), 0.0)
-    low, high = 0.0, 1.0
+    low = 0.0
     for _ in range(iterations):
         mid = (low + high) / 2
         image = render(mid)
@@ -151,7 +165,9 @@ def cloak_image(
                                 .clamp(-levels, levels)).clamp(0, 255) / 255
         distance_to_x = perceptual.distance_to(x)
         measure = lambda out: float(distance_to_x(resize(out, work_size)))  # noqa: E731
-        cloaked, distance, scale = _enforce_budget(render, measure, budget)
+        seen_delta = resize(delta, work_size)  # the resize is linear: the unquantised image, seen at work size
+        estimate = lambda scale: float(distance_to_x((x + scale * seen_delta).clamp(0, 1)))  # noqa: E731
+        cloaked, distance, scale = _enforce_budget(render, measure, budget, estimate=estimate)
 
         # 4. Figures.
         z_x, z_target, z_cloaked = encoder(x), encoder(styled), encoder(resize(cloaked, work_size))
@@ -166,7 +182,8 @@ def cloak_image(
             "perceptual_distance": distance,
             "perceptual_measured_at": [work_size[1], work_size[0]],
             "psnr_db": float(psnr(cloaked, full)),
-            "ssim": float(ssim(cloaked, full)),
+            "ssim": float(ssim_sampled(cloaked, full)),
+            "ssim_measured_on": ssim_region(full_size),
             "linf_levels": float(linf_255(cloaked, full)),
             "encoder_to_target_before": float(latent_distance(z_x, z_target)),
             "encoder_to_target_after": float(latent_distance(z_cloaked, z_target)),
