@@ -256,10 +256,12 @@ def _across_victims(metrics_path: Path | None) -> list[str]:
     metrics = json.loads(metrics_path.read_text())
     per_victim, lora = metrics["aggregate"]["per_victim"], metrics["config"]["lora"]
     cells = ", ".join(f"{name} {_pct(v['mimicry_clean'])}" for name, v in per_victim.items())
-    return [f"**Mimicry across victims** (`sfumato evaluate --config mini-full`, `{metrics_path}`): a LoRA of "
-            f"{lora['steps']} steps on 16 clean images, mean over seeds {metrics['config']['seeds']}: {cells}; "
-            f"mean {_pct(metrics['aggregate']['mimicry_success']['clean'])}. The 60 % above holds for some victims "
-            "only: where the mimic fails, its samples miss the victim's palette or texture (`evaluation/README.md`).", ""]
+    working = sum(v["mimicry_clean"] >= 0.6 for v in per_victim.values())
+    return [f"**Mimicry across victims** (`sfumato evaluate --config mini-full`, `{metrics_path}`): a LoRA "
+            f"(rank {lora['rank']}, learning rate {lora['learning_rate']:g}, offset noise {lora.get('noise_offset', 0):g}) "
+            f"of {lora['steps']} steps on 16 clean images, mean over seeds {metrics['config']['seeds']}: {cells}; "
+            f"mean {_pct(metrics['aggregate']['mimicry_success']['clean'])}; {working} of {len(per_victim)} victims "
+            "reach 60 %. The recipe was fixed on clean runs only (`evaluation/results/mimic-recipe`).", ""]
 
 
 def _wide_line(wide: dict, batch: int) -> str:
