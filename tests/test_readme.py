@@ -57,3 +57,40 @@ def test_readme_cloak_example_runs_offline(command, tmp_path, monkeypatch):
     inputs = [a for a in args[1:args.index("--out")]]
     expected = [p.stem for i in inputs for p in (sorted(Path(i).iterdir()) if Path(i).is_dir() else [Path(i)])]
     assert sorted(p.name for p in out.glob("*.cloaked.png")) == sorted(f"{stem}.cloaked.png" for stem in expected)
+
+
+def evaluate_examples() -> list[str]:
+    """Every ``.venv/bin/sfumato evaluate`` command in the README's bash blocks."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    return [line.split("  #")[0].strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()
+            if line.strip().startswith(".venv/bin/sfumato evaluate")]
+
+
+@pytest.mark.parametrize("command", sorted(set(evaluate_examples())))
+def test_readme_evaluate_example_resolves_offline(command, tmp_path, monkeypatch):
+    """Each evaluate example parses, loads its config and reaches the harness offline; the harness itself is
+    stood in for here (the runs take from 15 minutes to days), and a real run of the harness through the same
+    command line is tested on a tiny pipeline in test_evaluation.py."""
+    import os
+
+    import sfumato.evaluation
+    import sfumato.evaluation.benchmark
+
+    reached = []
+    monkeypatch.setattr(sfumato.evaluation, "run_evaluation",
+                        lambda config, work, report, **kw: reached.append((config, report)) or {"aggregate": {}})
+    monkeypatch.setattr(sfumato.evaluation.benchmark, "run_benchmark",
+                        lambda config, work, report, **kw: reached.append((config, report)) or {"protections": {}})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    args = shlex.split(command)[1:]
+    with guard_outside_connections() as attempts:
+        assert main(args) == 0, command
+    assert attempts == []
+    (config, report), = reached
+    assert config.name == args[args.index("--config") + 1] and str(report) == args[args.index("--report") + 1]
+    assert os.environ["HF_HUB_OFFLINE"] == "1", "the command keeps itself offline"
+
+
+def test_readme_has_the_evaluate_examples():
+    assert {"mini-quick", "mini-full", "mini-bench"} <= {c.split("--config ")[1].split()[0] for c in evaluate_examples()}

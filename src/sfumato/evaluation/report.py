@@ -145,11 +145,16 @@ def _pct(x) -> str:
 
 def headline(metrics: dict) -> str | None:
     """A report's verdict figure in one line, as the README and the About tab quote it: protection success over
-    the cases whose clean mimic worked, with the protection, its intensity and its PSNR (None if not judged)."""
+    the cases whose clean mimic worked, with the protection, its intensity and its PSNR; for a clean-only run,
+    the clean mimicry and how many cases worked (None if not judged)."""
     agg = metrics.get("aggregate", {})
     worked = agg.get("attack_worked")
-    if worked is None or "protection_success" not in worked:  # not judged, or clean-only
+    if worked is None:  # not judged
         return None
+    if "protection_success" not in worked:
+        return (f"clean-only run, no cloak: the mimic trained on the originals reached "
+                f"{_pct(agg['mimicry_success']['clean'])} on average (base model {_pct(agg['mimicry_success']['base'])}); "
+                f"{worked['cases']} of {agg['cases']} case(s) reached {ATTACK_WORKS:.0%}.")
     from ..config import resolve_config
 
     protect = metrics["config"]["protect"]
