@@ -436,3 +436,24 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
 
     line = benchmark_headline(metrics)
     assert line.startswith("protection success at ±8 levels over the") and all(p in line for p in levels)
+    part = tmp_path / "report" / "parts" / "sds-default"
+    assert {"metrics.json", "report.md", "part.json", "row-clean.png", "row-cloaked.png"} <= {f.name for f in part.iterdir()}
+    assert len(list(part.glob("side-by-side-*.png"))) == 1
+    assert not (tmp_path / "report" / "parts" / "glaze-low" / "row-cloaked.png").exists(), "rows at ±8 only"
+
+    # The next session: the stage folders are gone, the committed parts carry the work.
+    import shutil
+
+    shutil.rmtree(tmp_path / "work")
+    messages.clear()
+    again = run_benchmark(config, tmp_path / "work", tmp_path / "report", log=messages.append)
+    assert not any("running" in m for m in messages) and sum("[part] reused" in m for m in messages) == 4
+    assert again["protections"] == json.loads(json.dumps(metrics["protections"]))
+    assert (tmp_path / "report" / "grid.png").is_file()
+
+    # A changed setting (here the mimic's steps) is not stood in for by a kept part.
+    messages.clear()
+    changed = replace(config, lora=replace(config.lora, steps=4), benchmark=replace(config.benchmark, protections=("sds",),
+                                                                                   sweep=(), sweep_best=0))
+    run_benchmark(changed, tmp_path / "work", tmp_path / "report", log=messages.append)
+    assert any("[finetune-cloaked] running" in m for m in messages) and not any("[part] reused" in m for m in messages)

@@ -5,19 +5,31 @@ shared ``--work`` folder, so the clean stages (the art, the clean fine-tune and 
 samples, the base model's samples) run once and every protection adds only its cloaks,
 one cloaked fine-tune and one generation per case. The report compares them: protection
 success over the cases where the clean mimic worked, visibility, and cost.
+
+The benchmark takes hours of CPU per protection, more than one working session, and
+stage folders do not outlive a session's machine. So each evaluation's own report is
+kept as a *part* of the benchmark's report (``REPORT/parts/PROTECTION-INTENSITY/``:
+``metrics.json``, ``report.md``, one case's figure and its row of the grid, and
+``part.json`` with what it was computed from). Committed, the parts carry the work to the
+next session: a part whose ``part.json`` matches the evaluation's settings, the model's
+weights and the judge's is reused instead of run again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from ..config import resolve_config
 from ..losses import PROTECTIONS
 from .config import EvaluationConfig
 from .contract import versions
+from .fingerprint import model_fingerprint
 from .report import ATTACK_WORKS, _palette
 from .run import case_folders, cases, run_evaluation
 from .stages import image_set
@@ -68,14 +80,22 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
     if config.art is not None:
         raise ValueError("a benchmark compares protection success, which needs the built-in victims' judge; "
                          "drop --art")
-    work = Path(work)
+    work, parts = Path(work), Path(report_dir) / "parts"
     runs, figures = {}, {}
 
     def evaluate(protection: str, intensity: str) -> None:
         single = _single(config, protection, intensity)
         log(f"=== {protection} at intensity {intensity}")
-        metrics = run_evaluation(single, work, work / "reports" / f"{protection}-{intensity}",
-                                 accelerator=accelerator, log=log)
+        part, key = parts / f"{protection}-{intensity}", _part_key(single)
+        if _is_current(part, key):
+            log(f"[part] reused {part}")
+            metrics = json.loads((part / "metrics.json").read_text())
+        else:
+            metrics = run_evaluation(single, work, part, accelerator=accelerator, log=log, case_figures=1)
+            if metrics:
+                if _levels(intensity) == _levels(bench.intensities[0]):
+                    grid_rows(single, work, part)
+                (part / "part.json").write_text(json.dumps(key, indent=1) + "\n")  # last: the part is whole
         if metrics:  # empty on the processes other than the main one
             runs[(protection, intensity)] = metrics
             figures.setdefault(protection, {})[_levels(intensity)] = _figures(metrics, config.images,
@@ -93,7 +113,20 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
     for protection in dict.fromkeys([*bench.sweep, *ranked[:bench.sweep_best]]):
         for intensity in bench.sweep_intensities:
             evaluate(protection, intensity)
-    return write_benchmark_report(config, runs, figures, work, report_dir)
+    return write_benchmark_report(config, runs, figures, report_dir)
+
+
+def _part_key(single: EvaluationConfig) -> dict:
+    """What a kept part must match to stand for an evaluation: its settings, the model's weights, the judge's."""
+    from ..judge import JUDGE_WEIGHTS
+
+    return {"config": json.loads(json.dumps(single.to_dict(), default=str)), "model": model_fingerprint(single.model),
+            "judge": hashlib.sha256(JUDGE_WEIGHTS.read_bytes()).hexdigest()[:12]}
+
+
+def _is_current(part: Path, key: dict) -> bool:
+    record = part / "part.json"
+    return record.is_file() and (part / "metrics.json").is_file() and json.loads(record.read_text()) == key
 
 
 def _speed() -> dict:
@@ -105,9 +138,8 @@ def _speed() -> dict:
             if r["size"] == "128x128" and r["quality"] == "default"}
 
 
-def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, work: str | Path,
-                           out: str | Path) -> dict:
-    """``metrics.json``, ``report.md``, ``frontier.png`` and ``grid.png`` of a benchmark."""
+def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, out: str | Path) -> dict:
+    """``metrics.json``, ``report.md``, ``frontier.png`` and ``grid.png`` of a benchmark (its parts in ``out/parts``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     any_run = next(iter(runs.values()))
@@ -127,7 +159,7 @@ def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, 
                "config": config.to_dict(), "hardware": any_run["hardware"], "versions": versions()}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
     frontier_figure(figures, out / "frontier.png")
-    grid_figure(runs, config, Path(work), out / "grid.png")
+    grid_figure(runs, config, out / "parts", out / "grid.png")
     (out / "report.md").write_text(_markdown(metrics))
     return metrics
 
@@ -160,29 +192,46 @@ def frontier_figure(figures: dict, path: Path) -> None:
     _palette(path)
 
 
-def grid_figure(runs: dict, config: EvaluationConfig, work: Path, path: Path, samples: int = 3) -> None:
-    """One case, side by side: the original and the clean mimic, then each protection's cloak and its mimic."""
+#: Generated samples per row of the benchmark's grid.
+GRID_SAMPLES = 3
+
+
+def grid_rows(single: EvaluationConfig, work: Path, part: Path) -> None:
+    """The grid's rows for one evaluation's first case, kept with its part while the stage images exist:
+    ``row-clean.png`` (the artwork, then the clean mimic's first samples) and ``row-cloaked.png`` (the
+    cloaked artwork, then the cloaked mimic's)."""
+    from PIL import Image
+
+    f = case_folders(single, work, cases(single)[0])
+    for name, art, generated in (("clean", f["art"], f["generate-clean"]),
+                                 ("cloaked", f["protect"], f["generate-cloaked"])):
+        strip = torch.cat([image_set(art)[0][0], *image_set(generated)[0][:GRID_SAMPLES]], dim=-1)
+        Image.fromarray((strip.permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(part / f"row-{name}.png")
+        _palette(part / f"row-{name}.png")
+
+
+def grid_figure(runs: dict, config: EvaluationConfig, parts: Path, path: Path) -> None:
+    """One case, one row each: the original and the clean mimic, then each protection's cloak and its mimic
+    (at the first intensity), from the rows kept with the parts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from PIL import Image
 
     default = _levels(config.benchmark.intensities[0])
-    case = cases(config)[0]
-    folders = {p: case_folders(_single(config, p, i), work, case) for (p, i) in runs if _levels(i) == default}
-    first = next(iter(folders.values()))
-    lines = [("original / clean mimic", image_set(first["art"])[0][0], image_set(first["generate-clean"])[0][:samples])]
-    lines += [(p, image_set(f["protect"])[0][0], image_set(f["generate-cloaked"])[0][:samples]) for p, f in folders.items()]
-    fig, axes = plt.subplots(len(lines), samples + 1, figsize=(1.6 * (samples + 1), 1.6 * len(lines) + 0.3),
-                             squeeze=False)
-    for r, (label, art, generated) in enumerate(lines):
-        for c, image in enumerate([art, *generated]):
-            ax = axes[r][c]
-            ax.imshow(image.permute(1, 2, 0).numpy())
-            ax.set_xticks([]), ax.set_yticks([])
-        axes[r][0].set_ylabel(label, fontsize=7)
-    axes[0][0].set_title(f"{case.name}: artwork", fontsize=7)
-    axes[0][1].set_title("what the mimic paints", fontsize=7)
+    chosen = [(p, parts / f"{p}-{i}") for (p, i) in runs if _levels(i) == default]
+    rows = [("original / clean mimic", chosen[0][1] / "row-clean.png")]
+    rows += [(p, part / "row-cloaked.png") for p, part in chosen]
+    rows = [(label, row) for label, row in rows if row.is_file()]
+    if not rows:
+        return
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.6 * (GRID_SAMPLES + 1), 1.6 * len(rows) + 0.3), squeeze=False)
+    for ax, (label, row) in zip(axes[:, 0], rows):
+        ax.imshow(Image.open(row).convert("RGB"))
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_ylabel(label, fontsize=7)
+    axes[0][0].set_title(f"{cases(config)[0].name}: the artwork, then what the mimic paints", fontsize=7)
     fig.tight_layout(pad=0.3)
     fig.savefig(path, dpi=80)
     plt.close(fig)

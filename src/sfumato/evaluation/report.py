@@ -169,8 +169,11 @@ def headline(metrics: dict) -> str | None:
             f"{_pct(agg['mimicry_success']['clean'])}).")
 
 
-def write_report(config, results: list[dict], out: str | Path) -> dict:
+def write_report(config, results: list[dict], out: str | Path, case_figures: int | None = None) -> dict:
     """Write the report files into ``out``; returns what ``metrics.json`` holds.
+
+    ``case_figures`` limits the side-by-side figures to the first cases (a benchmark's
+    committed parts keep one each); None draws one per case.
 
     ``metrics.json`` holds only figures that a rerun reproduces (stage times come from
     the stage manifests), so a resumed run writes the same file.
@@ -178,10 +181,11 @@ def write_report(config, results: list[dict], out: str | Path) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cases = []
-    for r in results:
+    for k, r in enumerate(results):
         case = r["case"]
-        figure = f"side-by-side-{case.name}.png"
-        side_by_side(r["stage_folders"], out / figure)
+        figure = f"side-by-side-{case.name}.png" if case_figures is None or k < case_figures else None
+        if figure:
+            side_by_side(r["stage_folders"], out / figure)
         cases.append({"case": case.name, "artist": case.artist, "victim": case.victim, "seed": case.seed,
                       "scores": r["scores"], "stage_seconds": r["seconds"], "threads": _stage_threads(r),
                       "figure": figure} | ({"art_judge": r["art_judge"]} if r.get("art_judge") else {}))
@@ -249,7 +253,8 @@ def _markdown(m: dict) -> str:
         lines += _headline_rows(agg, protected)
     lines += _case_rows(m) if protected else _clean_case_rows(m)
     for c in m["cases"]:
-        lines += [f"### {c['case']}", "", f"![{c['case']}]({c['figure']})", ""]
+        if c["figure"]:
+            lines += [f"### {c['case']}", "", f"![{c['case']}]({c['figure']})", ""]
     lines += _glossary()
     return "\n".join(lines)
 

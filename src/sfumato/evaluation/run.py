@@ -155,8 +155,11 @@ def _art_judge(config: EvaluationConfig, run, f: dict, art: dict, style_judge, c
 
 
 def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str | Path | None = None, *,
-                   accelerator=None, log=print) -> dict:
-    """Run (or resume) every stage of every case, then write the report; returns ``metrics.json``'s content."""
+                   accelerator=None, log=print, case_figures: int | None = None) -> dict:
+    """Run (or resume) every stage of every case, then write the report; returns ``metrics.json``'s content.
+
+    ``case_figures``: draw the side-by-side figure of the first cases only (None: every case).
+    """
     from ..judge import JUDGE_WEIGHTS, load_judge
     from ..models import native_resolution
     from ..perceptual import load_perceptual
@@ -248,4 +251,4 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
     if accelerator is not None and not accelerator.is_main_process:
         return {}
     log(f"== report -> {report_dir} ({time.perf_counter() - started:.0f} s this run)")
-    return write_report(config, results, report_dir)
+    return write_report(config, results, report_dir, case_figures)
