@@ -32,13 +32,8 @@ def cmd_cloak(args: argparse.Namespace) -> int:
     except (ValueError, ModelLoadError) as err:
         _error(str(err))
         return 2
-    out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        _error(f"--out {out_dir} is a file, not a folder")
-        return 2
-    inputs = find_images(args.inputs)
+    out_dir, inputs = _out_and_inputs(args)
     if not inputs:
-        _error("no input images")
         return 2
     suffix = ".jpg" if args.format == "jpeg" else ".png"
     if args.format == "jpeg":
@@ -58,22 +53,7 @@ def cmd_cloak(args: argparse.Namespace) -> int:
 
     # 3. Read every input: bad files are reported and skipped.
     out_dir.mkdir(parents=True, exist_ok=True)  # created when missing, as users expect
-    failures, jobs, taken = 0, [], set()
-    for path in inputs:
-        out = out_dir / f"{path.stem}.cloaked{suffix}"
-        try:
-            check_output_path(out, inputs)
-            if out.resolve() in taken:
-                raise ImageError(f"{path.name}: another input already writes {out.name}")
-            art = load_image(path)
-            if args.format == "jpeg" and art.alpha is not None:
-                raise ImageError(f"{path.name}: has transparency, which JPEG cannot store; use PNG")
-        except ImageError as err:
-            _error(str(err))
-            failures += 1
-            continue
-        taken.add(out.resolve())
-        jobs.append((path, out, fit_to_grid(art.rgb[None], 128, cloaker.encoder.downsample)[0]))
+    jobs, failures = _read_inputs(inputs, out_dir, f".cloaked{suffix}", args.format, cloaker.encoder.downsample)
 
     # 4. One target for the whole set (Glaze gives an artist one target style).
     if jobs:
@@ -85,15 +65,120 @@ def cmd_cloak(args: argparse.Namespace) -> int:
 
     # 5. Cloak and write each image; its full-size pixels are read again here to keep memory flat.
     record = {"intensity": args.intensity, "quality": args.quality, "target_choice": choice if jobs else None}
-    for path, out, _ in jobs:
+
+    def cloak_one(index, path, out, bar):
+        return cloaker.cloak_file(path, out, config, target=target, seed=args.seed, format=args.format,
+                                  strip_metadata=args.strip_metadata, record=record,
+                                  callback=lambda step, loss: bar.update(1) if bar else None)
+
+    failures += _write_each(args, jobs, config.steps, cloak_one)
+    if failures:
+        _error(f"{failures} of {len(inputs)} inputs failed")
+    return 1 if failures else 0
+
+
+def _out_and_inputs(args) -> tuple[Path, list[Path]]:
+    """The output folder and the input files; no inputs (after a one-line error) where either is unusable."""
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        _error(f"--out {out_dir} is a file, not a folder")
+        return out_dir, []
+    inputs = find_images(args.inputs)
+    if not inputs:
+        _error("no input images")
+    return out_dir, inputs
+
+
+def cmd_poison(args: argparse.Namespace) -> int:
+    stay_offline(args.online)
+    from .poison import Anchor, check_concepts, concept_prompt
+
+    # 1. Check every setting and the inputs' names before any work.
+    try:
+        config = resolve_config(args.intensity, args.quality, protection=args.objective)
+        if not PROTECTIONS[args.objective].targeted:
+            raise ValueError(f"objective {args.objective!r} has no target to point the poison at; use one of "
+                             + ", ".join(k for k, v in PROTECTIONS.items() if v.targeted))
+        check_concepts(args.concept, args.destination, args.model)
+        check_device(args.device)
+    except (ValueError, ModelLoadError) as err:
+        _error(str(err))
+        return 2
+    out_dir, inputs = _out_and_inputs(args)
+    if not inputs:
+        return 2
+
+    # 2. Load the models once (the whole pipeline: the anchors are the model's own images of the destination).
+    from .api import Cloaker
+
+    cloaker = Cloaker(args.model, device=args.device, online=args.online)
+    try:
+        cloaker.encoder, cloaker.perceptual, cloaker.pipeline
+        if needs_denoiser(config.protection):
+            cloaker.denoiser
+    except (ModelLoadError, ValueError) as err:
+        _error(str(err))
+        return 1
+
+    # 3. Read every input, then draw one anchor per readable image.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs, failures = _read_inputs(inputs, out_dir, ".poisoned.png", "png", cloaker.encoder.downsample)
+    anchors = cloaker.anchors(args.destination, len(jobs), seed=args.seed) if jobs else None
+    caption = concept_prompt(args.concept)
+    record = {"intensity": args.intensity, "quality": args.quality, "concept": args.concept,
+              "destination": args.destination, "caption": caption, "anchor_prompt": concept_prompt(args.destination)}
+
+    # 4. Poison and write each image with its caption and sidecar.
+    def poison_one(index, path, out, bar):
+        anchor = Anchor(anchors[index], name=f"anchor:{args.destination}#{index}")
+        result = cloaker.cloak_file(path, out, config, target=anchor, seed=args.seed, record=record | {
+                                        "anchor_seed": args.seed + index},
+                                    sidecar_path=out_dir / f"{path.stem}.poison.json",
+                                    callback=lambda step, loss: bar.update(1) if bar else None)
+        (out_dir / f"{path.stem}.poisoned.txt").write_text(caption + "\n")
+        return result
+
+    failures += _write_each(args, jobs, config.steps, poison_one)
+    if failures:
+        _error(f"{failures} of {len(inputs)} inputs failed")
+    return 1 if failures else 0
+
+
+def _read_inputs(inputs: list[Path], out_dir: Path, ending: str, fmt: str, downsample: int):
+    """Check each input and its output name; returns ``[(path, out, small preview)]`` and the failure count.
+
+    A bad file is reported in one line and skipped; the others go on.
+    """
+    failures, jobs, taken = 0, [], set()
+    for path in inputs:
+        out = out_dir / f"{path.stem}{ending}"
         try:
-            bar = _progress(args, path.name, config.steps)
-            result, _ = cloaker.cloak_file(path, out, config, target=target, seed=args.seed, format=args.format,
-                                           strip_metadata=args.strip_metadata, record=record,
-                                           callback=lambda step, loss: bar.update(1) if bar else None)
+            check_output_path(out, inputs)
+            if out.resolve() in taken:
+                raise ImageError(f"{path.name}: another input already writes {out.name}")
+            art = load_image(path)
+            if fmt == "jpeg" and art.alpha is not None:
+                raise ImageError(f"{path.name}: has transparency, which JPEG cannot store; use PNG")
+        except ImageError as err:
+            _error(str(err))
+            failures += 1
+            continue
+        taken.add(out.resolve())
+        jobs.append((path, out, fit_to_grid(art.rgb[None], 128, downsample)[0]))
+    return jobs, failures
+
+
+def _write_each(args, jobs: list, steps: int, work) -> int:
+    """Run ``work(index, path, out, bar) -> (result, sidecar)`` for each job, one line per result or failure;
+    returns the failure count (one image fails, the others go on)."""
+    failures = 0
+    for index, (path, out, _) in enumerate(jobs):
+        try:
+            bar = _progress(args, path.name, steps)
+            result, _ = work(index, path, out, bar)
             if bar:
                 bar.close()
-        except (ImageError, ValueError, RuntimeError, OSError) as err:  # one image fails, the others go on
+        except (ImageError, ValueError, RuntimeError, OSError) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             _error(reason if reason.startswith(path.name) else f"{path.name}: {reason}")
             failures += 1
@@ -101,9 +186,7 @@ def cmd_cloak(args: argparse.Namespace) -> int:
         r = result.report
         print(f"{path.name} -> {out}  ({r['perceptual_metric']} {r['perceptual_distance']:.4f}, "
               f"PSNR {r['psnr_db']:.1f} dB, target {r['target']}, {r['seconds']:.1f}s)")
-    if failures:
-        _error(f"{failures} of {len(inputs)} inputs failed")
-    return 1 if failures else 0
+    return failures
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -205,6 +288,32 @@ def build_parser() -> argparse.ArgumentParser:
                         "files and caches only)")
     c.set_defaults(func=cmd_cloak)
 
+    targeted = [k for k, v in PROTECTIONS.items() if v.targeted]
+    q = sub.add_parser("poison", help="poison images of one concept so that a model trained on them learns another",
+                       description="Nightshade: write OUT/<name>.poisoned.png, its caption OUT/<name>.poisoned.txt "
+                                   "(the concept's) and OUT/<name>.poison.json for each input; the model's encoder "
+                                   "sees each image as the destination concept.")
+    q.add_argument("inputs", nargs="+", metavar="INPUT", help="images of the concept, files or folders (required)")
+    q.add_argument("--concept", required=True, help="what the images show, e.g. artist05 on sfumato-mini (required)")
+    q.add_argument("--destination", required=True,
+                   help="what a model trained on them should learn instead, e.g. artist19 (required)")
+    q.add_argument("--out", required=True, metavar="DIR", help="output folder, created when missing (required)")
+    q.add_argument("--objective", default="glaze", choices=targeted,
+                   help="the objective towards the anchors (default: glaze, the paper's encoder objective)")
+    q.add_argument("--intensity", default="default",
+                   help=f"{', '.join(INTENSITY_PRESETS)}, or the L-inf cap in 8-bit levels (default: default = 8)")
+    q.add_argument("--quality", default="default",
+                   help=f"{', '.join(QUALITY_PRESETS)}, or a number of optimiser steps (default: default)")
+    q.add_argument("--model", default="mini",
+                   help="mini, a Stable Diffusion hub id or a local diffusers folder (default: mini, built in)")
+    q.add_argument("--seed", type=int, default=0,
+                   help="seeds the anchors and the optimiser; the same seed gives the same bytes (default: 0)")
+    q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    q.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
+    q.add_argument("--online", action="store_true",
+                   help="allow downloads of a model given as a hub id (default: off, local files and caches only)")
+    q.set_defaults(func=cmd_poison)
+
     e = sub.add_parser("evaluate", help="measure whether cloaking stops a LoRA mimic",
                        description="Fine-tune the model with LoRA on an artist's clean and cloaked images, generate "
                                    "from both with the same prompts and seeds, and write a report with scores. "
@@ -237,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the clean side only: the mimic on the originals, no cloak (default: off; a later "
                         "full run in the same --work reuses it)")
     e.add_argument("--lora-steps", type=int, help="the mimic's fine-tuning steps (default: the config's)")
-    e.add_argument("--lora-rank", type=int, help="the mimic's LoRA rank (default: the config's, 8)")
+    e.add_argument("--lora-rank", type=int, help="the mimic's LoRA rank (default: the config's)")
     e.add_argument("--images-per-prompt", type=int, help="images generated per prompt (default: the config's, 64)")
     e.add_argument("--device", help="cpu or cuda; under accelerate launch, accelerate's device is used "
                                     "(default: the config's, cpu)")
