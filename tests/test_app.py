@@ -87,6 +87,31 @@ def test_cloak_two_images_one_rgba_files_keep_size_and_alpha(server, uploads):
     assert len(gallery) == 2
 
 
+def test_poison_tab_writes_poisoned_images_with_captions_and_skips_a_bad_file(server, uploads):
+    from gradio_client import handle_file
+
+    status, gallery, downloads = _client(server).predict(
+        [handle_file(str(uploads / "broken.png")), handle_file(str(uploads / "painting.png"))],
+        "artist05", "artist19", "default", "faster", "mini", 0, api_name="/poison")
+    assert status.startswith("Poisoned 1 image(s).") and "skipped broken.png" in status
+    files = {Path(p).name: Path(p) for p in downloads}
+    assert set(files) == {"painting.poisoned.png", "painting.poisoned.txt", "painting.poison.json",
+                          "sfumato-poisoned.zip"}
+    assert files["painting.poisoned.txt"].read_text() == "a painting by artist05\n"
+    sidecar = json.loads(files["painting.poison.json"].read_text())
+    assert sidecar["target"] == "anchor:artist19#0" and sidecar["destination"] == "artist19"
+    assert sidecar["linf_levels"] <= 8 + 1e-4 and len(gallery) == 1
+
+
+def test_poison_tab_refuses_a_destination_equal_to_the_concept(server, uploads):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="must differ"):
+        _client(server).predict([handle_file(str(uploads / "painting.png"))], "artist05", "artist05", "default",
+                                "faster", "mini", 0, api_name="/poison")
+
+
 def test_preview_one_image_in_seconds(server, uploads):
     from gradio_client import handle_file
 

@@ -70,6 +70,13 @@ def about_text(results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
+#: What the Poison tab says before anything else.
+POISON_NOTE = ("**Nightshade's poison** (Shan et al., 2024): each image keeps its look and its caption (the "
+               "concept), but the model's encoder sees it as the destination, one of the model's own images of it. "
+               "A cloak protects one artist's style from a mimic who targets them; a poison is a deterrent against "
+               "scraping in general: a model trained on enough poisoned pairs paints the destination when asked "
+               "for the concept. Whether it works on this model is not measured yet (issue #18).")
+
 #: The Cloak tab's outputs after a stop or when no file could be cloaked: the status says why, the rest stays empty.
 EMPTY = (None, None, [], None, [])
 
@@ -108,7 +115,8 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
 
     stop_requested: set[str] = set()  # browser sessions whose running cloak should stop (Stop, or the tab closed)
 
-    def run_cloak(files, intensity, quality, target, model_name, seed, protection, preview, progress, session):
+    def run_cloak(files, intensity, quality, target, model_name, seed, protection, preview, progress, session,
+                  poison=None):
         if not files:
             raise gr.Error("Upload at least one image.")
         out_dir = Path(tempfile.mkdtemp(prefix="sfumato-"))
@@ -122,7 +130,8 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
         try:
             batch = cloak_uploads(pool, [getattr(f, "name", f) for f in files], out_dir, model=model_name,
                                   intensity=intensity, quality=quality, target=target, seed=int(seed or 0),
-                                  protection=protection or "glaze", limits=limits, preview=preview, progress=report)
+                                  protection=protection or "glaze", limits=limits, preview=preview, poison=poison,
+                                  progress=report)
         except Cancelled as stop:
             return (f"Stopped ({stop}); nothing was written.",) + EMPTY
         except (ValueError, ModelLoadError) as err:
@@ -131,15 +140,15 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
             stop_requested.discard(session)
         skipped = "".join(f"\n- skipped {message}" for message in batch.errors)  # one line per failed file
         if not batch.results:
-            return ("No image could be cloaked:" + skipped,) + EMPTY
+            return (f"No image could be {'poisoned' if poison else 'cloaked'}:" + skipped,) + EMPTY
         first = batch.results[0]
-        downloads = [str(p) for r in batch.results for p in (r.output, r.sidecar)]
+        downloads = [str(p) for r in batch.results for p in (r.output, r.sidecar, *r.extra)]
         downloads += [str(batch.archive)] if batch.archive else []
         if preview:
             status = (f"**Preview only** of {first.name}: a 256 px draft at the fastest setting, to judge the look. "
                       "It is not a protected copy; do not publish it. Press Cloak for the real one.")
         else:
-            status = f"Cloaked {len(batch.results)} image(s)." + skipped
+            status = f"{'Poisoned' if poison else 'Cloaked'} {len(batch.results)} image(s)." + skipped
         return (status, (first.before, first.after), first.perturbation,
                 [(str(r.output), r.name) for r in batch.results], _figures_table(batch), downloads)
 
@@ -152,6 +161,12 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
                    progress=gr.Progress()):
         return run_cloak(files, intensity, "preview", target, model_name, seed, protection, True, progress,
                          _session(request))
+
+    def on_poison(files, concept, destination, intensity, quality, model_name, seed, request: gr.Request = None,
+                  progress=gr.Progress()):
+        out = run_cloak(files, intensity, quality, "auto", model_name, seed, "glaze", False, progress, _session(request),
+                        poison=(concept, destination))
+        return out[0], out[3], out[5]  # status, gallery, downloads
 
     def on_stop(request: gr.Request = None):
         stop_requested.add(_session(request))
@@ -230,6 +245,33 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
                                      api_name="preview", show_progress_on=[status])]
             stop_button.click(on_stop, None, None, api_name="stop", cancels=running)
             styles.select(on_style_pick, None, target)
+        with gr.Tab("Poison"):
+            gr.Markdown(POISON_NOTE)
+            with gr.Row():
+                with gr.Column():
+                    poison_files = gr.File(label="Images of one concept", file_count="multiple", file_types=["image"])
+                    artists = [artist_token(s) for s in range(len(style_names()))]
+                    concept = gr.Dropdown(artists, value="artist05", allow_custom_value=True,
+                                          label="Concept: what the images show (their caption)")
+                    destination = gr.Dropdown(artists, value="artist19", allow_custom_value=True,
+                                              label="Destination: what a model trained on them learns instead")
+                    poison_intensity = gr.Radio(list(INTENSITY_PRESETS), value="default", label="Intensity",
+                                                info=INTENSITY_HELP)
+                    poison_quality = gr.Radio([q for q in QUALITY_PRESETS if q != "preview"], value="default",
+                                              label="Render quality", info=QUALITY_HELP)
+                    with gr.Accordion("Model and seed", open=False):
+                        poison_model = gr.Textbox(model, label="Model", info="mini (built in, offline), or a Stable "
+                                                                              "Diffusion hub id or local folder")
+                        poison_seed = gr.Number(0, precision=0, label="Seed", info="seeds the anchors and the optimiser")
+                    poison_button = gr.Button("Poison", variant="primary")
+                with gr.Column():
+                    poison_status = gr.Markdown("Upload images of the concept, then **Poison**.", min_height=70)
+                    poison_gallery = gr.Gallery(label="Poisoned images", columns=4, height=280, object_fit="contain",
+                                                preview=False, fit_columns=False)
+                    poison_downloads = gr.File(label="Downloads (PNG, caption, JSON, ZIP of all)", file_count="multiple")
+            poison_button.click(on_poison, [poison_files, concept, destination, poison_intensity, poison_quality,
+                                            poison_model, poison_seed], [poison_status, poison_gallery, poison_downloads],
+                                api_name="poison", show_progress_on=[poison_status])
         with gr.Tab("Evaluate"):
             gr.Markdown("Run the `mini-quick` mimicry test: LoRA-fine-tune sfumato-mini on 16 clean images and on "
                         "their cloaked copies, then compare what each mimic paints (about 15 minutes on 2 CPU cores).")

@@ -19,6 +19,7 @@ from ..api import Cloaker
 from ..cloak import visible_perturbation
 from ..config import resolve_config
 from ..io import ImageError, load_image, to_uint8
+from ..poison import Anchor, check_concepts, concept_prompt
 from ..resize import fit_to_grid
 
 __all__ = ["Limits", "ModelPool", "Cloaked", "Batch", "check_uploads", "cloak_uploads", "style_thumbnails"]
@@ -60,6 +61,7 @@ class Cloaked:
     before: np.ndarray  # (H, W, 3) uint8
     after: np.ndarray  # (H, W, 3) uint8
     perturbation: np.ndarray  # (H, W, 3) uint8, amplified
+    extra: list[Path] = field(default_factory=list)  # further files to download (a poison's caption)
 
 
 @dataclass
@@ -107,8 +109,13 @@ def _display(path: Path) -> torch.Tensor:
 def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, model: str = "mini",
                   intensity: str = "default", quality: str = "default", target: str = "auto", seed: int = 0,
                   protection: str = "glaze", limits: Limits = Limits(), preview: bool = False,
-                  progress=None) -> Batch:
+                  poison: tuple[str, str] | None = None, progress=None) -> Batch:
     """Cloak uploaded files into ``out_dir`` (PNG + JSON sidecar each, and a ZIP of all).
+
+    ``poison=(concept, destination)`` poisons them instead (Nightshade, :mod:`sfumato.poison`):
+    each image gets its own anchor of the destination as its target (``target`` is unused),
+    and is written as ``NAME.poisoned.png`` with its caption ``NAME.poisoned.txt`` and
+    ``NAME.poison.json``.
 
     ``preview`` cloaks only the first file, shrunk to 256 px, with the ``preview`` quality:
     a result within seconds, written as ``NAME.preview.png`` and never zipped. A file that cannot be read is
@@ -116,6 +123,8 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
     ``progress(name, index, count, step, steps)`` is called after each optimiser step.
     """
     config = resolve_config(intensity, "preview" if preview else quality, protection=protection)  # bad settings raise
+    if poison is not None:
+        check_concepts(*poison, model=model)
     files, errors = check_uploads(paths, limits)
     cloaker = pool.cloaker(model)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,35 +143,46 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
         readable.append((path, fit_to_grid(art.rgb[None], 128, cloaker.encoder.downsample)[0]))
     if not readable:
         return batch
-    resolved, choice = cloaker.resolve_target(target, [small for _, small in readable], seed)
-    record = {"intensity": intensity, "quality": "preview" if preview else quality, "target_choice": choice,
-              "protection": protection}
+    record = {"intensity": intensity, "quality": "preview" if preview else quality, "protection": protection}
+    if poison is None:
+        resolved, record["target_choice"] = cloaker.resolve_target(target, [small for _, small in readable], seed)
+        kind, sidecar_kind = "cloaked", "cloak"
+    else:
+        anchors = cloaker.anchors(poison[1], len(readable), seed=seed)
+        record |= {"concept": poison[0], "destination": poison[1], "caption": concept_prompt(poison[0])}
+        kind, sidecar_kind = "poisoned", "poison"
     for index, (path, _) in enumerate(readable):
         stem = path.stem if path.stem not in stems else f"{path.stem}-{index + 1}"  # same name uploaded twice
         stems.add(stem)
-        out = out_dir / f"{stem}.{'preview' if preview else 'cloaked'}.png"  # a preview never looks like the real thing
+        out = out_dir / f"{stem}.{'preview' if preview else kind}.png"  # a preview never looks like the real thing
+        if poison is not None:
+            resolved = Anchor(anchors[index], name=f"anchor:{poison[1]}#{index}")
         step = None if progress is None else (
             lambda s, loss, name=path.name, i=index: progress(name, i, len(readable), s + 1, config.steps))
         try:
             result, sidecar = cloaker.cloak_file(path, out, config, target=resolved, seed=seed, record=record,
-                                                 max_pixels=limits.max_pixels, sidecar_path=out_dir / f"{stem}.cloak.json",
-                                                 callback=step)
+                                                 max_pixels=limits.max_pixels,
+                                                 sidecar_path=out_dir / f"{stem}.{sidecar_kind}.json", callback=step)
         except (ImageError, ValueError, RuntimeError, OSError) as err:
             batch.errors.append(str(err) if str(err).startswith(path.name) else f"{path.name}: {err}")
             continue
         before = _display(path)
         after = result.image.cpu()
+        extra = []
+        if poison is not None:  # the caption a trainer pairs with the image
+            extra.append(out_dir / f"{stem}.{'preview' if preview else kind}.txt")
+            extra[0].write_text(record["caption"] + "\n")
         batch.results.append(Cloaked(
-            name=path.name, output=out, sidecar=out_dir / f"{stem}.cloak.json",
+            name=path.name, output=out, sidecar=out_dir / f"{stem}.{sidecar_kind}.json", extra=extra,
             figures={k: sidecar[k] for k in ("perceptual_metric", "perceptual_distance", "psnr_db", "linf_levels",
                                              "target", "seconds") if k in sidecar},
             before=to_uint8(before), after=to_uint8(after), perturbation=to_uint8(visible_perturbation(before, after))))
     if batch.results and not preview:  # a preview is for looking, not for publishing: no ZIP of it
-        batch.archive = out_dir / "sfumato-cloaked.zip"
+        batch.archive = out_dir / f"sfumato-{kind}.zip"
         with zipfile.ZipFile(batch.archive, "w", zipfile.ZIP_DEFLATED) as archive:
             for item in batch.results:
-                archive.write(item.output, item.output.name)
-                archive.write(item.sidecar, item.sidecar.name)
+                for path in (item.output, item.sidecar, *item.extra):
+                    archive.write(path, path.name)
     return batch
 
 
