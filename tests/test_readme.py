@@ -16,16 +16,15 @@ from sfumato.cli import main
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def cloak_examples() -> list[str]:
-    """Every ``.venv/bin/sfumato cloak`` command in the README's bash blocks (continuation lines joined)."""
+def examples(command: str) -> list[str]:
+    """Every ``.venv/bin/sfumato COMMAND`` line in the README's bash blocks (continuation lines joined)."""
     blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
-    commands = []
-    for block in blocks:
-        for line in block.replace("\\\n", " ").splitlines():
-            line = line.split("  #")[0].strip()
-            if line.startswith(".venv/bin/sfumato cloak"):
-                commands.append(line)
-    return commands
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    return [line for line in lines if line.startswith(f".venv/bin/sfumato {command} ")]
+
+
+def cloak_examples() -> list[str]:
+    return examples("cloak") + examples("poison")  # poison takes the same inputs and --out
 
 
 def _photographs(folder: Path) -> None:
@@ -54,16 +53,14 @@ def test_readme_cloak_example_runs_offline(command, tmp_path, monkeypatch):
         assert main(args) == 0, command
     assert attempts == [], f"{command}: outside connections {attempts}"
     out = Path(args[args.index("--out") + 1])
-    inputs = [a for a in args[1:args.index("--out")]]
+    inputs = args[1:next(i for i, a in enumerate(args) if a.startswith("--"))]
     expected = [p.stem for i in inputs for p in (sorted(Path(i).iterdir()) if Path(i).is_dir() else [Path(i)])]
-    assert sorted(p.name for p in out.glob("*.cloaked.png")) == sorted(f"{stem}.cloaked.png" for stem in expected)
+    kind = {"cloak": "cloaked", "poison": "poisoned"}[args[0]]
+    assert sorted(p.name for p in out.glob(f"*.{kind}.png")) == sorted(f"{stem}.{kind}.png" for stem in expected)
 
 
 def evaluate_examples() -> list[str]:
-    """Every ``.venv/bin/sfumato evaluate`` command in the README's bash blocks."""
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
-    return [line.split("  #")[0].strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()
-            if line.strip().startswith(".venv/bin/sfumato evaluate")]
+    return examples("evaluate")
 
 
 @pytest.mark.parametrize("command", sorted(set(evaluate_examples())))
