@@ -11,8 +11,11 @@ only, through the same on-disk contract (so a stage already done is reused): ``a
 (the same images as the harness, into ``--work``), the clean fine-tune and its samples
 with the config's seeds and settings (``--images`` per prompt: the first N of the
 harness's images where N is a multiple of the sampling batch), and judges the 8-bit PNGs
-as ``score`` does. One JSON line per (recipe, case, images) is appended to ``--out``;
-a line already there is skipped, so a sweep resumes. No cloak is made or looked at.
+as ``score`` does. One JSON line per (recipe, case, images, sampling) is appended to
+``--out``; a line already there is skipped, so a sweep resumes. No cloak is made or looked at.
+
+``--guidance`` and ``--sampling-steps`` sweep the mimic's sampling instead (several values
+each, every combination): the fine-tunes are reused, only the samples are drawn again.
 """
 
 from __future__ import annotations
@@ -60,22 +63,29 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("build/eval/corpus"))
     parser.add_argument("--out", type=Path, default=Path("build/mimic-sweep/sweep.jsonl"))
     parser.add_argument("--stop-at", default=None, help="UTC HH:MM after which no new fine-tune starts")
+    parser.add_argument("--guidance", type=float, nargs="+", default=None, help="guidance scales (default: the config's)")
+    parser.add_argument("--sampling-steps", type=int, nargs="+", default=None,
+                        help="sampling steps (default: the config's)")
     args = parser.parse_args()
 
     config = load_config(args.config)
-    sampling = replace(config.generate, images_per_prompt=args.images or config.generate.images_per_prompt)
+    base_sampling = replace(config.generate, images_per_prompt=args.images or config.generate.images_per_prompt)
+    samplings = [replace(base_sampling, guidance=g, steps=n) for g in args.guidance or [base_sampling.guidance]
+                 for n in args.sampling_steps or [base_sampling.steps]]
     resolution = native_resolution(config.model)
     lora_weights, weights = model_fingerprint(config.model, FINETUNE_PARTS), model_fingerprint(config.model)
     judge = load_judge()
     done = set()
     if args.out.is_file():
-        done = {(r["recipe"], r["victim"], r["seed"], r["images"]) for r in map(json.loads, args.out.open())}
+        done = {_row_key(r["recipe"], r["victim"], r["seed"], r["images"], r.get("sampling")) for r in
+                map(json.loads, args.out.open())}
     for victim, seed in (map(int, case.split(":")) for case in args.cases):
         artist = artist_token(victim)
         case = args.work / f"{artist}-seed{seed}"
-        for recipe in args.recipes:
-            if (recipe, artist, seed, sampling.images_per_prompt) in done:
-                print(f"skip {recipe or 'config'} {case.name}: already in {args.out}", flush=True)
+        for recipe, sampling in ((r, s) for r in args.recipes for s in samplings):
+            changed = _sampling_change(sampling, base_sampling.__class__())
+            if _row_key(recipe, artist, seed, sampling.images_per_prompt, changed) in done:
+                print(f"skip {recipe or 'config'} {changed or ''} {case.name}: already in {args.out}", flush=True)
                 continue
             if args.stop_at and datetime.now(timezone.utc).strftime("%H:%M") >= args.stop_at:
                 print(f"stop: past {args.stop_at} UTC", flush=True)
@@ -91,7 +101,8 @@ def main() -> None:
                               lambda out: stage_finetune(out, case / "art", model=config.model, settings=settings,
                                                          seed=seed, device=config.device), inputs=[art])
             prompts = [p.format(artist=artist) for p in sampling.prompts]
-            generated = folder / f"generate-clean-{sampling.images_per_prompt}"
+            suffix = "".join(f"-{k[0]}{v:g}" for k, v in (changed or {}).items())  # -g5-s50
+            generated = folder / f"generate-clean-{sampling.images_per_prompt}{suffix}"
             run_stage("generate-clean", generated, {"model": weights, "prompts": prompts,
                                                     **asdict(sampling), "seed": seed},
                       lambda out: stage_generate(out, model=config.model, lora_folder=folder / "finetune-clean",
@@ -99,12 +110,22 @@ def main() -> None:
                                                  device=config.device), inputs=[tuned])
             images, _ = image_set(generated)  # the 8-bit PNGs, as score judges them
             probabilities = judge.probabilities(images)
-            row = {"recipe": recipe, "victim": artist, "seed": seed, "images": len(images),
+            row = {"recipe": recipe, "victim": artist, "seed": seed, "images": len(images), "sampling": changed,
                    "clean_mimicry": judged_shares(probabilities, {"artist": victim})["artist"],
                    "top_styles": top_styles(probabilities), "settings": _lora_key(settings),
                    "train_seconds": tuned["seconds"], "threads": tuned["hardware"]["threads"],
                    "hardware": hardware()}
             append_row(args.out, row)
+
+
+def _sampling_change(sampling, defaults) -> dict | None:
+    """The sampling settings that differ from the shipped defaults (guidance 7, 20 steps), or None."""
+    changed = {k: getattr(sampling, k) for k in ("guidance", "steps") if getattr(sampling, k) != getattr(defaults, k)}
+    return changed or None
+
+
+def _row_key(recipe, victim, seed, images, sampling) -> tuple:
+    return recipe, victim, seed, images, json.dumps(sampling, sort_keys=True)
 
 
 if __name__ == "__main__":
