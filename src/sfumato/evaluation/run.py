@@ -154,101 +154,139 @@ def _art_judge(config: EvaluationConfig, run, f: dict, art: dict, style_judge, c
     return load_judge(f["judge"] / "art-judge.safetensors", trunk=style_judge.trunk), [manifest]
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """What every case of one evaluation shares: the stage runner, the folders, the model's fingerprints, the judges."""
+
+    config: EvaluationConfig
+    work: Path
+    corpus: Path
+    resolution: int
+    run: _Runner
+    weights: str  # the whole model (sampling reads it all)
+    encoder_weights: str
+    lora_weights: str
+    judge: object
+    judge_version: str
+    perceptual: object
+    accelerator: object
+
+
+def _setup(config: EvaluationConfig, work: Path, accelerator, log) -> _Setup:
+    from ..judge import JUDGE_WEIGHTS, load_judge
+    from ..models import native_resolution
+    from ..perceptual import load_perceptual
+
+    return _Setup(config=config, work=work, corpus=Path(config.corpus) if config.corpus else work / "corpus",
+                  resolution=native_resolution(config.model), run=_Runner(accelerator, log),
+                  weights=model_fingerprint(config.model),
+                  encoder_weights=model_fingerprint(config.model, PROTECT_PARTS),
+                  lora_weights=model_fingerprint(config.model, FINETUNE_PARTS),
+                  judge=load_judge(), perceptual=load_perceptual("auto"),
+                  judge_version=hashlib.sha256(JUDGE_WEIGHTS.read_bytes()).hexdigest()[:12],  # new weights: new scores
+                  accelerator=accelerator)
+
+
 def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str | Path | None = None, *,
                    accelerator=None, log=print, case_figures: int | None = None) -> dict:
     """Run (or resume) every stage of every case, then write the report; returns ``metrics.json``'s content.
 
     ``case_figures``: draw the side-by-side figure of the first cases only (None: every case).
     """
-    from ..judge import JUDGE_WEIGHTS, load_judge
-    from ..models import native_resolution
-    from ..perceptual import load_perceptual
     from .report import write_report
 
+    if config.art is not None:
+        _check_art(config)  # before any work
     work = Path(work)
     report_dir = Path(report_dir) if report_dir is not None else work / "report"
-    corpus = Path(config.corpus) if config.corpus else work / "corpus"
-    resolution = native_resolution(config.model)
-    run = _Runner(accelerator, log)
-    weights = model_fingerprint(config.model)  # sampling reads it all
-    encoder_weights = model_fingerprint(config.model, PROTECT_PARTS)
-    lora_weights = model_fingerprint(config.model, FINETUNE_PARTS)
-    device = config.device
-    judge, perceptual = load_judge(), load_perceptual("auto")
-    judge_version = hashlib.sha256(JUDGE_WEIGHTS.read_bytes()).hexdigest()[:12]  # new judge weights: new scores
-    if config.art is not None:
-        _check_art(config)
-    started, results = time.perf_counter(), []
-    for case in cases(config):
-        f = case_folders(config, work, case)
-        log(f"== {case.name}")
-        held = {} if config.art is None else {"held_out": config.art_judge.held_out,
-                                               "judge_art": config.art_judge.judge_art}
-        art = run("art", f["art"], {"victim": case.victim, "art": config.art, "artist": case.artist,
-                                    "images": config.images, "resolution": resolution, "seed": case.seed, **held},
-                  lambda out: stage_art(out, victim=case.victim, art=config.art, artist=case.artist,
-                                        count=config.images, resolution=resolution, seed=case.seed, corpus=corpus,
-                                        **held))
-        case_judge, artist_class, judged = judge, case.victim, []
-        if config.art is not None:
-            case_judge, judged = _art_judge(config, run, f, art, judge, case, weights, device)
-            artist_class = ARTIST
-        sides = ("clean",) if config.clean_only else ("clean", "cloaked")
-        protect = None if config.clean_only else run(
-            "protect", f["protect"], {"model": encoder_weights, **_protect_key(config.protect), "seed": case.seed},
-            lambda out: stage_protect(out, f["art"], model=config.model, settings=config.protect,
-                                      seed=case.seed, device=device), inputs=[art])
-        cloaked_set, cloaked_manifest = f["protect"], protect
-        if config.protect.countermeasure != "none" and not config.clean_only:
-            cloaked_set = f["countermeasure"]
-            cloaked_manifest = run("countermeasure", cloaked_set, {"spec": config.protect.countermeasure},
-                                   lambda out: stage_countermeasure(out, f["protect"],
-                                                                    spec=config.protect.countermeasure),
-                                   inputs=[protect])
-        lora = {"model": lora_weights, **_lora_key(config.lora), "seed": case.seed}
-        tuned = {}
-        sources = {"clean": (f["art"], art), "cloaked": (cloaked_set, cloaked_manifest)}
-        for name in sides:
-            images, upstream = sources[name]
-            tuned[name] = run(f"finetune-{name}", f[f"finetune-{name}"], lora,
-                              lambda out, images=images: stage_finetune(out, images, model=config.model,
-                                                                        settings=config.lora, seed=case.seed,
-                                                                        device=device, accelerator=accelerator),
-                              inputs=[upstream], distributed=True)
-        prompts = [p.format(artist=case.artist) for p in config.generate.prompts]
-        sampling = {"model": weights, "prompts": prompts, **asdict(config.generate), "seed": case.seed}
-        generated = {}
-        for name in ("base", *sides):
-            lora_folder = None if name == "base" else f[f"finetune-{name}"]
-            generated[name] = run(f"generate-{name}", f[f"generate-{name}"], sampling,
-                                  lambda out, lora_folder=lora_folder: stage_generate(
-                                      out, model=config.model, lora_folder=lora_folder, prompts=prompts,
-                                      settings=config.generate, seed=case.seed, device=device),
-                                  inputs=[] if name == "base" else [tuned[name]])
-        real = (load_images(read_manifest(victim_corpus(corpus, case.victim), "victim")).float() / 255
-                if case.victim is not None else image_set(f["art"])[0])
-        clip = None
-        if config.clip_model:
-            clip = {"model": config.clip_model, "labels": [label.format(artist=case.artist) for label in config.clip_labels],
-                    "index": 0}
-        score_key = {"victim": case.victim, "clip": clip, "judge": judge_version,
-                     "perceptual": type(perceptual).__name__} | ({"clean_only": True} if config.clean_only else {})
-        score = run("score", f["score"], score_key,
-                    lambda out: stage_score(out, art_folder=f["art"],
-                                            protect_folder=None if config.clean_only else f["protect"],
-                                            generated={k: f[f"generate-{k}"] for k in generated},
-                                            artist_class=artist_class, real=real, judge=case_judge,
-                                            perceptual=perceptual, clip=clip),
-                    inputs=[art, *judged, *([] if protect is None else [protect]), *generated.values()])
-        stages = {"art": art, **({"judge": judged[0]} if judged else {}),
-                  **({} if protect is None else {"protect": protect}),
-                  **{f"finetune-{k}": v for k, v in tuned.items()},
-                  **{f"generate-{k}": v for k, v in generated.items()}, "score": score}
-        results.append({"case": case, "folder": work / case.name, "stage_folders": {k: f[k] for k in stages},
-                        "scores": score["scores"], "art_judge": judged[0]["rates"] if judged else None,
-                        "seconds": {k: v["seconds"] for k, v in stages.items()},
-                        "reused": all(v.get("reused") for v in stages.values())})
+    setup = _setup(config, work, accelerator, log)
+    started = time.perf_counter()
+    results = [_run_case(setup, case, log) for case in cases(config)]
     if accelerator is not None and not accelerator.is_main_process:
         return {}
     log(f"== report -> {report_dir} ({time.perf_counter() - started:.0f} s this run)")
     return write_report(config, results, report_dir, case_figures)
+
+
+def _run_case(s: _Setup, case: Case, log) -> dict:
+    """Every stage of one case, in order; returns what the report needs of it."""
+    config, run = s.config, s.run
+    f = case_folders(config, s.work, case)
+    log(f"== {case.name}")
+    held = {} if config.art is None else {"held_out": config.art_judge.held_out, "judge_art": config.art_judge.judge_art}
+    art = run("art", f["art"], {"victim": case.victim, "art": config.art, "artist": case.artist,
+                                "images": config.images, "resolution": s.resolution, "seed": case.seed, **held},
+              lambda out: stage_art(out, victim=case.victim, art=config.art, artist=case.artist, count=config.images,
+                                    resolution=s.resolution, seed=case.seed, corpus=s.corpus, **held))
+    judge, artist_class, judged = s.judge, case.victim, []
+    if config.art is not None:
+        judge, judged = _art_judge(config, run, f, art, s.judge, case, s.weights, config.device)
+        artist_class = ARTIST
+    protect, cloaked = (None, None) if config.clean_only else _protected_set(s, case, f, art)
+    tuned = _finetunes(s, case, f, {"clean": (f["art"], art), **({"cloaked": cloaked} if cloaked else {})})
+    generated = _samples(s, case, f, tuned)
+    real = (load_images(read_manifest(victim_corpus(s.corpus, case.victim), "victim")).float() / 255
+            if case.victim is not None else image_set(f["art"])[0])
+    clip = None
+    if config.clip_model:
+        clip = {"model": config.clip_model, "labels": [label.format(artist=case.artist) for label in config.clip_labels],
+                "index": 0}
+    score_key = {"victim": case.victim, "clip": clip, "judge": s.judge_version,
+                 "perceptual": type(s.perceptual).__name__} | ({"clean_only": True} if config.clean_only else {})
+    score = run("score", f["score"], score_key,
+                lambda out: stage_score(out, art_folder=f["art"], protect_folder=None if protect is None else f["protect"],
+                                        generated={k: f[f"generate-{k}"] for k in generated},
+                                        artist_class=artist_class, real=real, judge=judge,
+                                        perceptual=s.perceptual, clip=clip),
+                inputs=[art, *judged, *([] if protect is None else [protect]), *generated.values()])
+    stages = {"art": art, **({"judge": judged[0]} if judged else {}), **({} if protect is None else {"protect": protect}),
+              **{f"finetune-{k}": v for k, v in tuned.items()}, **{f"generate-{k}": v for k, v in generated.items()},
+              "score": score}
+    return {"case": case, "folder": s.work / case.name, "stage_folders": {k: f[k] for k in stages},
+            "scores": score["scores"], "art_judge": judged[0]["rates"] if judged else None,
+            "seconds": {k: v["seconds"] for k, v in stages.items()},
+            "reused": all(v.get("reused") for v in stages.values())}
+
+
+def _protected_set(s: _Setup, case: Case, f: dict, art: dict) -> tuple[dict, tuple[Path, dict]]:
+    """The cloaks (and the countermeasure, if any): the protect manifest, and the folder the mimic trains on."""
+    config = s.config
+    protect = s.run("protect", f["protect"], {"model": s.encoder_weights, **_protect_key(config.protect),
+                                              "seed": case.seed},
+                    lambda out: stage_protect(out, f["art"], model=config.model, settings=config.protect,
+                                              seed=case.seed, device=config.device), inputs=[art])
+    spec = config.protect.countermeasure
+    if spec == "none":
+        return protect, (f["protect"], protect)
+    after = s.run("countermeasure", f["countermeasure"], {"spec": spec},
+                  lambda out: stage_countermeasure(out, f["protect"], spec=spec), inputs=[protect])
+    return protect, (f["countermeasure"], after)
+
+
+def _finetunes(s: _Setup, case: Case, f: dict, sources: dict) -> dict:
+    """One LoRA per side (``clean``, and ``cloaked`` unless clean-only), with identical settings and seed."""
+    config, tuned = s.config, {}
+    lora = {"model": s.lora_weights, **_lora_key(config.lora), "seed": case.seed}
+    for name, (images, upstream) in sources.items():
+        tuned[name] = s.run(f"finetune-{name}", f[f"finetune-{name}"], lora,
+                            lambda out, images=images: stage_finetune(out, images, model=config.model,
+                                                                      settings=config.lora, seed=case.seed,
+                                                                      device=config.device, accelerator=s.accelerator),
+                            inputs=[upstream], distributed=True)
+    return tuned
+
+
+def _samples(s: _Setup, case: Case, f: dict, tuned: dict) -> dict:
+    """The base model's samples and each LoRA's, with the same prompts and seeds."""
+    config = s.config
+    prompts = [p.format(artist=case.artist) for p in config.generate.prompts]
+    sampling = {"model": s.weights, "prompts": prompts, **asdict(config.generate), "seed": case.seed}
+    generated = {}
+    for name in ("base", *tuned):
+        lora_folder = None if name == "base" else f[f"finetune-{name}"]
+        generated[name] = s.run(f"generate-{name}", f[f"generate-{name}"], sampling,
+                                lambda out, lora_folder=lora_folder: stage_generate(
+                                    out, model=config.model, lora_folder=lora_folder, prompts=prompts,
+                                    settings=config.generate, seed=case.seed, device=config.device),
+                                inputs=[] if name == "base" else [tuned[name]])
+    return generated
