@@ -91,3 +91,16 @@ def test_readme_evaluate_example_resolves_offline(command, tmp_path, monkeypatch
 
 def test_readme_has_the_evaluate_examples():
     assert {"mini-quick", "mini-full", "mini-bench"} <= {c.split("--config ")[1].split()[0] for c in evaluate_examples()}
+
+
+def test_a_benchmark_part_without_the_sweep(monkeypatch, tmp_path):
+    """--protections a,b --no-sweep: those protections at the main intensity only (a part to run beside others)."""
+    import sfumato.evaluation.benchmark
+
+    reached = []
+    monkeypatch.setattr(sfumato.evaluation.benchmark, "run_benchmark",
+                        lambda config, work, report, **kw: reached.append(config) or {"protections": {}})
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--config", "mini-bench", "--protections", "advdm,mist", "--no-sweep"]) == 0
+    bench = reached[0].benchmark
+    assert bench.protections == ("advdm", "mist") and bench.sweep_intensities == () and bench.intensities == ("default",)

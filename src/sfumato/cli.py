@@ -204,7 +204,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                "protect.countermeasure": args.countermeasure, "protect.protection": args.protection,
                "protect.budget_scale": args.budget_scale, "lora.steps": args.lora_steps,
                "lora.rank": args.lora_rank, "generate.images_per_prompt": args.images_per_prompt,
-               "benchmark.protections": None if args.protections is None else tuple(args.protections.split(","))})
+               "benchmark.protections": None if args.protections is None else tuple(args.protections.split(",")),
+               "benchmark.sweep_intensities": () if args.no_sweep and (config.benchmark or args.protections) else None})
         check_device(config.device)
     except (ValueError, ModelLoadError) as err:
         _error(str(err))
@@ -335,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--protection", help="the protection to evaluate (as sfumato cloak; default: the config's)")
     e.add_argument("--protections", metavar="A,B,C",
                    help="compare these protections on the same cases, one report (default: the config's [benchmark], if any)")
+    e.add_argument("--no-sweep", action="store_true",
+                   help="a benchmark's protections at its main intensity only, no frontier sweep: a part of the "
+                        "benchmark, to run beside other parts; a later full run reuses it (default: off)")
     e.add_argument("--intensity", help="cloak intensity, as sfumato cloak (default: the config's)")
     e.add_argument("--budget-scale", type=float,
                    help="multiply the cloak's perceptual budget (default: the config's, 1 = calibrated)")
