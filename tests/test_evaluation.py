@@ -313,10 +313,12 @@ def test_shipped_configs_load(tmp_path):
     bad.write_text('[protect]\ncountermeasure = "jpeg"\n')
     with pytest.raises(ValueError, match="countermeasure"):
         load_config(bad)
-    with pytest.raises(ValueError, match="shipped presets: mini-bench, mini-full, mini-quick, sd15-gpu"):
+    with pytest.raises(ValueError, match="shipped presets: mini-bench, mini-full, mini-poison, mini-quick, sd15-gpu"):
         load_config("mini-nothing")
     with pytest.raises(ValueError, match="held-out artists"):
         EvaluationConfig(victims=(3,))
+    poison = load_config("mini-poison")
+    assert poison.poison.clean_pairs >= 2000 and max(poison.poison.counts) <= 200 and poison.lora.full_unet
 
 
 def test_cli_evaluate_on_a_local_pipeline(tiny_pipeline_dir, art_dir, tmp_path, capsys):

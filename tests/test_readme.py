@@ -72,12 +72,15 @@ def test_readme_evaluate_example_resolves_offline(command, tmp_path, monkeypatch
 
     import sfumato.evaluation
     import sfumato.evaluation.benchmark
+    import sfumato.evaluation.poisoning
 
     reached = []
     monkeypatch.setattr(sfumato.evaluation, "run_evaluation",
                         lambda config, work, report, **kw: reached.append((config, report)) or {"aggregate": {}})
     monkeypatch.setattr(sfumato.evaluation.benchmark, "run_benchmark",
                         lambda config, work, report, **kw: reached.append((config, report)) or {"protections": {}})
+    monkeypatch.setattr(sfumato.evaluation.poisoning, "run_poisoning",
+                        lambda config, work, report, **kw: reached.append((config, report)) or {"verdict": "-"})
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     args = shlex.split(command)[1:]

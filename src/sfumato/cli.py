@@ -217,6 +217,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = Path(args.report) if args.report else work / "report"
     log = (lambda *a: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     try:
+        if config.poison is not None:
+            from .evaluation.poisoning import run_poisoning
+
+            metrics = run_poisoning(config, work, report, log=log)
+            print(f"verdict: {metrics['verdict']}\nreport: {report / 'report.md'}")
+            return 0
         if config.benchmark is not None and not config.clean_only:  # clean-only: the cases' shared clean side
             from .evaluation.benchmark import run_benchmark
 
@@ -320,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "from both with the same prompts and seeds, and write a report with scores. "
                                    "Stages are cached in WORK: a rerun resumes. Flags override the config file.")
     e.add_argument("--config", metavar="TOML", default="mini-quick",
-                   help="a shipped config (mini-quick, mini-full, mini-bench, sd15-gpu) or a TOML file (default: "
-                        "mini-quick: one victim, the fixed mimic recipe)")
+                   help="a shipped config (mini-quick, mini-full, mini-bench, mini-poison, sd15-gpu) or a TOML file "
+                        "(default: mini-quick: one victim, the fixed mimic recipe)")
     e.add_argument("--work", metavar="DIR", help="stage folders (default: sfumato-evaluation/NAME)")
     e.add_argument("--report", metavar="DIR", help="where the report goes (default: WORK/report)")
     e.add_argument("--model", help="mini, a Stable Diffusion hub id or a local diffusers folder (default: the config's)")

@@ -27,7 +27,7 @@ import torch
 
 from .resize import resize
 
-__all__ = ["Anchor", "check_concepts", "concept_prompt", "anchor_images", "PROMPT_TEMPLATE"]
+__all__ = ["Anchor", "check_concepts", "concept_prompt", "anchor_images", "caption_alignment", "PROMPT_TEMPLATE"]
 
 #: The prompt that names a concept: sfumato-mini's concepts are its artists' words.
 PROMPT_TEMPLATE = "a painting by {concept}"
@@ -88,3 +88,29 @@ class Anchor:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return resize(self.image[None].to(images), tuple(images.shape[-2:])).expand(len(images), -1, -1, -1)
+
+
+@torch.no_grad()
+def caption_alignment(denoiser, latents: torch.Tensor, caption: str, generator: torch.Generator,
+                      draws: int = 8) -> torch.Tensor:
+    """Per image, how much the caption helps the model denoise it: (B,) higher = better aligned.
+
+        a(x, c) = E_{t,ε} ‖ε_θ(z_t, t, ∅) − ε‖² − E_{t,ε} ‖ε_θ(z_t, t, c) − ε‖²
+
+    with the same draws of t and ε for both terms (``latents`` are scaled latents). Nightshade
+    poisons the images its CLIP model ranks as best aligned with the concept; a model
+    without CLIP (sfumato-mini) ranks them by its own denoiser instead, the diffusion-
+    classifier view of text–image alignment.
+    """
+    from .denoiser import noisy_draw
+
+    z = latents.repeat(draws, 1, 1, 1)  # (draws·B, C, h, w)
+    draw = noisy_draw(z, denoiser.num_timesteps, generator)
+    noisy = denoiser.add_noise(z, draw.noise, draw.timesteps)
+
+    def error(caption_text: str) -> torch.Tensor:
+        context = denoiser.embed([caption_text]).expand(len(z), -1, -1)
+        per_sample = ((denoiser(noisy, draw.timesteps, context) - draw.noise) ** 2).mean(dim=(1, 2, 3))
+        return per_sample.view(draws, len(latents)).mean(0)
+
+    return error("") - error(caption)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ..config import resolve_config
-from ..corpus import VICTIM_STYLES
+from ..corpus import PRETRAIN_STYLES, VICTIM_STYLES
 from ..finetune import LoraSettings
 from .art_judge import ArtJudgeSettings
 
@@ -16,7 +16,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["ProtectSettings", "GenerateSettings", "BenchmarkSettings", "EvaluationConfig", "load_config",
+__all__ = ["ProtectSettings", "GenerateSettings", "BenchmarkSettings", "PoisonSettings", "EvaluationConfig", "load_config",
            "COUNTERMEASURES", "PRESETS"]
 
 #: Ready configs shipped with sfumato: ``mini-quick``, ``mini-full``, ``sd15-gpu``.
@@ -104,6 +104,63 @@ class BenchmarkSettings:
             raise ValueError("a benchmark needs protections and intensities, and sweep_best >= 0")
 
 
+#: The two ways of poisoning a concept: Nightshade's, and dirty-label (another concept's images, mis-captioned).
+KINDS = ("poison", "dirty-label")
+
+
+@dataclass(frozen=True)
+class PoisonSettings:
+    """The poisoning experiment (``[poison]`` in a config such as ``mini-poison``).
+
+    Args:
+        concept (`int`) and destination (`int`): pretraining artists A (poisoned) and B (what A turns into).
+        clean_pairs (`int`): M, clean pairs from the pretraining corpus.
+        counts (`tuple[int, ...]`): the numbers N of poisoned (or dirty-label) pairs added, 0 first.
+        kinds (`tuple[str, ...]`): ``poison`` and/or ``dirty-label``.
+        objective, intensity, quality (`str`): the poison's, as ``sfumato poison``.
+        other_images (`int`): samples per other pretraining artist, for bleed-through and collateral damage.
+        related (`tuple[int, ...]`, *optional*): concepts that share words with A (default: the pretraining
+            artists whose word differs from A's in the last digit only, artist0X for artist05).
+    """
+
+    concept: int = 5
+    destination: int = 19
+    clean_pairs: int = 2000
+    counts: tuple[int, ...] = (0, 25, 50, 100, 200)
+    kinds: tuple[str, ...] = KINDS
+    objective: str = "glaze"
+    intensity: str = "default"
+    quality: str = "default"
+    other_images: int = 16
+    related: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        from ..config import resolve_config
+
+        if {self.concept, self.destination} - set(PRETRAIN_STYLES) or self.concept == self.destination:
+            raise ValueError(f"concept and destination must be two different pretraining artists "
+                             f"{list(PRETRAIN_STYLES)}, got {self.concept} and {self.destination}")
+        if not self.counts or self.counts[0] != 0 or list(self.counts) != sorted(set(self.counts)):
+            raise ValueError(f"counts must rise from 0, got {list(self.counts)}")
+        if not self.kinds or set(self.kinds) - set(KINDS):
+            raise ValueError(f"kinds must be among {list(KINDS)}, got {list(self.kinds)}")
+        if not 1 <= self.clean_pairs <= 120 * len(PRETRAIN_STYLES):
+            raise ValueError(f"clean_pairs must be 1 to {120 * len(PRETRAIN_STYLES)} (the pretraining corpus)")
+        resolve_config(self.intensity, self.quality, protection=self.objective)
+
+    @property
+    def related_concepts(self) -> tuple[int, ...]:
+        if self.related is not None:
+            return self.related
+        return tuple(s for s in PRETRAIN_STYLES if s // 10 == self.concept // 10 and s not in
+                     (self.concept, self.destination))
+
+    @property
+    def others(self) -> tuple[int, ...]:
+        """Every pretraining artist but A and B: bleed-through and collateral damage are read on these."""
+        return tuple(s for s in PRETRAIN_STYLES if s not in (self.concept, self.destination))
+
+
 @dataclass(frozen=True)
 class EvaluationConfig:
     """One evaluation: which art, which model, how it is cloaked, how the mimic trains and samples.
@@ -128,6 +185,8 @@ class EvaluationConfig:
             style (``{artist}`` is replaced), the others are the alternatives.
         art_judge (`ArtJudgeSettings`): how the judge of ``art``'s own style is trained and when it
             is refused (``[art_judge]`` in TOML; unused for the built-in victims).
+        poison (`PoisonSettings`, *optional*): a poisoning experiment instead of a mimicry test
+            (``[poison]`` in TOML; ``sfumato evaluate --config mini-poison``).
         clean_only (`bool`): run the clean side only (base and clean-LoRA samples, mimicry figures, no
             cloak); the protected side can follow in the same work folder and reuses those stages.
     """
@@ -150,6 +209,7 @@ class EvaluationConfig:
     generate: GenerateSettings = field(default_factory=GenerateSettings)
     benchmark: BenchmarkSettings | None = None
     art_judge: ArtJudgeSettings = field(default_factory=ArtJudgeSettings)
+    poison: PoisonSettings | None = None
 
     def __post_init__(self) -> None:
         if self.cases is not None:
@@ -207,7 +267,7 @@ def _coerce(cls, values: dict) -> dict:
             value = tuple(value)
         if name in ("protection", "intensity", "quality", "target") and value is not None:
             value = str(value)
-        if name in ("protections", "intensities", "sweep_intensities", "sweep") and value is not None:
+        if name in ("protections", "intensities", "sweep_intensities", "sweep", "kinds") and value is not None:
             value = tuple(str(v) for v in value)
         out[name] = value
     return out
@@ -231,4 +291,6 @@ def load_config(path: str | Path) -> EvaluationConfig:
     parts = {name: cls(**_coerce(cls, data.pop(name, {}))) for name, cls in sections.items()}
     if "benchmark" in data:
         parts["benchmark"] = BenchmarkSettings(**_coerce(BenchmarkSettings, data.pop("benchmark")))
+    if "poison" in data:
+        parts["poison"] = PoisonSettings(**_coerce(PoisonSettings, data.pop("poison")))
     return EvaluationConfig(**_coerce(EvaluationConfig, data), **parts)

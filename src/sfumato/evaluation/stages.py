@@ -26,7 +26,7 @@ from .contract import read_images, write_images
 from .metrics import frechet_distance, judged_shares, summary, visibility
 
 __all__ = ["VICTIM_CORPUS", "victim_corpus", "image_set", "stage_art", "stage_protect", "stage_countermeasure",
-           "stage_finetune", "stage_generate", "stage_judge", "stage_score", "top_styles"]
+           "stage_finetune", "stage_generate", "stage_judge", "stage_score", "top_styles", "image_sets"]
 
 #: The built-in victims' images: the same images as ``scripts/train_mini.py``'s victim corpus
 #: (one victim's style is rendered at a time, see :func:`victim_corpus`).
@@ -147,12 +147,30 @@ def stage_countermeasure(folder: Path, protect_folder: Path, *, spec: str) -> di
     return {"countermeasure": spec}
 
 
-def stage_finetune(folder: Path, images_folder: Path, *, model: str, settings: LoraSettings, seed: int,
-                   device: str = "cpu", accelerator=None) -> dict:
-    """LoRA-fine-tune the model on an image set (frozen base); write the adapter in diffusers' format."""
+def image_sets(parts: list[tuple[Path, int | None]]) -> tuple[torch.Tensor, list[str]]:
+    """Several image sets as one: the first ``n`` images of each folder (all where ``n`` is None) and their captions."""
+    images, captions = [], []
+    for folder, n in parts:
+        record = json.loads((Path(folder) / "images.json").read_text())
+        names = record["names"][:n] if n is not None else record["names"]
+        if not names:
+            continue
+        images.append(read_images(Path(folder), names))
+        captions += record["captions"][:len(names)]
+    return torch.cat(images), captions
+
+
+def stage_finetune(folder: Path, images_folder: Path | list[tuple[Path, int | None]], *, model: str,
+                   settings: LoraSettings, seed: int, device: str = "cpu", accelerator=None) -> dict:
+    """Fine-tune the model on an image set (LoRA on a frozen base, or the whole UNet with ``settings.full_unet``);
+    write the result in diffusers' format. ``images_folder`` may list several sets, as :func:`image_sets` reads them."""
     from ..models import load_text2img_pipeline
 
-    images, record = image_set(images_folder)
+    if isinstance(images_folder, (str, Path)):
+        images, record = image_set(images_folder)
+    else:
+        images, captions = image_sets(images_folder)
+        record = {"captions": captions}
     if accelerator is not None:
         device = accelerator.device
     pipeline = load_text2img_pipeline(model, device=device)

@@ -1,0 +1,192 @@
+"""Does Nightshade's poison work? Train the model on clean pairs plus N poisoned ones, then look.
+
+A model trainer scrapes M clean image–caption pairs (the pretraining artists' corpus)
+and, among them, N pairs captioned with concept A: *poison* (A's images cloaked towards
+anchors of B by :mod:`sfumato.poison`) or, for comparison, *dirty-label* (B's own images
+captioned A). It fine-tunes the model on the lot; then the style judge reads what the
+model paints for "a painting by A" (attack success: the share judged B), for the other
+artists (bleed-through to concepts whose words share A's, and collateral damage), for
+each N. Stages, each a folder with a manifest (``contract.run_stage``)::
+
+    candidates (A's images, ranked) ─ poison-set (anchors of B, the cloak's optimiser) ─┐
+    dirty-set (B's images, captioned A) ────────────────────────────────────────────────┼─ train-KIND-N ─ samples ─ score
+    clean-set (M pretraining pairs) ─────────────────────────────────────────────────────┘
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from ..corpus import CorpusConfig, artist_token, build_corpus, load_images, read_manifest
+from .config import KINDS, PoisonSettings
+from .contract import hardware, run_stage, versions
+from .fingerprint import FINETUNE_PARTS, model_fingerprint
+from .metrics import judged_shares
+from .stages import _write_set, image_set, stage_finetune, stage_generate
+
+__all__ = ["PoisonSettings", "run_poisoning", "KINDS"]
+
+#: The stage folder of each kind's pairs.
+SETS = {"poison": "poison-set", "dirty-label": "dirty-set"}
+
+
+def _caption(style: int) -> str:
+    return f"a painting by {artist_token(style)}"
+
+
+def stage_candidates(folder: Path, corpus: Path, *, concept: int, count: int, model: str, seed: int) -> dict:
+    """A's images the model finds best aligned with "a painting by A" (:func:`~sfumato.poison.caption_alignment`)."""
+    from ..api import Cloaker
+    from ..poison import caption_alignment
+
+    rows = read_manifest(corpus, styles=(concept,))
+    images = load_images(rows).float() / 255
+    if len(images) < count:
+        raise ValueError(f"{artist_token(concept)} has {len(images)} images in the corpus, {count} are needed")
+    cloaker = Cloaker(model)
+    latents = cloaker.encoder(images) * cloaker.denoiser.scaling_factor
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.cat([caption_alignment(cloaker.denoiser, chunk, _caption(concept), generator)
+                        for chunk in latents.split(32)])
+    order = scores.argsort(descending=True)[:count].tolist()
+    _write_set(folder, images[order], [f"{rows[i]['source']}-{i:03d}" for i in order], [_caption(concept)] * count,
+               alignment=[float(scores[i]) for i in order])
+    return {"images": count, "alignment_kept_min": float(scores[order[-1]]), "alignment_median": float(scores.median())}
+
+
+def stage_poison_set(folder: Path, candidates: Path, *, settings: PoisonSettings, model: str, seed: int) -> dict:
+    """Each candidate cloaked towards its own anchor of B (the model's own image of B), captioned A."""
+    from ..api import Cloaker
+    from ..config import resolve_config
+    from ..poison import Anchor
+
+    images, record = image_set(candidates)
+    cloaker = Cloaker(model)
+    config = resolve_config(settings.intensity, settings.quality, protection=settings.objective)
+    anchors = cloaker.anchors(artist_token(settings.destination), len(images), seed=seed)
+    poisoned, figures = [], []
+    for k, image in enumerate(images):
+        [result], _ = cloaker.cloak([image], config, target=Anchor(anchors[k], name=f"anchor#{k}"), seed=seed)
+        poisoned.append(result.image.cpu())
+        figures.append({k: result.report[k] for k in ("psnr_db", "linf_levels", "encoder_to_target_before",
+                                                      "encoder_to_target_after")})
+    _write_set(folder, torch.stack(poisoned), record["names"], record["captions"], figures=figures)
+    mean = lambda key: sum(f[key] for f in figures) / len(figures)  # noqa: E731
+    return {"images": len(poisoned), "psnr_db": mean("psnr_db"),
+            "encoder_ratio": mean("encoder_to_target_after") / mean("encoder_to_target_before")}
+
+
+def stage_dirty_set(folder: Path, corpus: Path, *, concept: int, destination: int, count: int, seed: int) -> dict:
+    """B's own images captioned as A: the dirty-label poisoning the paper compares against."""
+    rows = read_manifest(corpus, styles=(destination,))
+    chosen = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:count].tolist()
+    _write_set(folder, load_images([rows[i] for i in chosen]).float() / 255,
+               [f"{rows[i]['source']}-{i:03d}" for i in chosen], [_caption(concept)] * len(chosen))
+    return {"images": len(chosen)}
+
+
+def stage_clean_set(folder: Path, corpus: Path, *, count: int, seed: int) -> dict:
+    """M clean pairs drawn from the pretraining corpus, with their own captions."""
+    rows = read_manifest(corpus, "pretrain")
+    chosen = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:count].tolist()
+    _write_set(folder, load_images([rows[i] for i in chosen]).float() / 255,
+               [Path(rows[i]["file"]).stem + f"-{rows[i]['style']:02d}" for i in chosen],
+               [rows[i]["caption"] for i in chosen])
+    return {"images": len(chosen)}
+
+
+def _shares(judge, folder: Path, prompts: dict[str, int], per_prompt: int, destination: int) -> dict:
+    """For each prompted artist: the share of its samples judged as prompted and judged the destination."""
+    images, _ = image_set(folder)
+    probabilities = judge.probabilities(images)
+    out = {}
+    for k, (word, style) in enumerate(prompts.items()):
+        chunk = probabilities[k * per_prompt:(k + 1) * per_prompt]
+        out[word] = judged_shares(chunk, {"as_prompted": style, "destination": destination})
+    return out
+
+
+def _corpora(config, work: Path) -> tuple[Path, Path]:
+    """The pretraining pairs and the concepts' unseen images: built under ``work`` (about 2,900 renders, minutes),
+    or, where ``config.corpus`` names a folder, its ``pretrain`` and ``concepts`` corpora as they are."""
+    if config.corpus:
+        return Path(config.corpus) / "pretrain", Path(config.corpus) / "concepts"
+    p = config.poison
+    pretrain, unseen = work / "corpus-pretrain", work / "corpus-concepts"
+    build_corpus(pretrain, CorpusConfig(splits=("pretrain",)))
+    build_corpus(unseen, CorpusConfig(splits=("judge", "eval"), styles=(p.concept, p.destination)))
+    return pretrain, unseen
+
+
+def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None, *, log=print) -> dict:
+    """Run (or resume) the poisoning experiment of ``config.poison``; write the report; return ``metrics.json``."""
+    from ..judge import load_judge
+    from .poisoning_report import write_poisoning_report
+
+    p, work = config.poison, Path(work)
+    report_dir = Path(report_dir) if report_dir is not None else work / "report"
+    seed, model, started = config.seeds[0], config.model, time.perf_counter()
+    whole = model_fingerprint(model)
+    run = lambda stage, folder, settings, build, inputs=(): run_stage(  # noqa: E731
+        stage, work / folder, settings, build, inputs=inputs, log=log)
+
+    # 1. The corpora: all pretraining pairs, and A's and B's images of content the model never saw.
+    pretrain, unseen = _corpora(config, work)
+    most = max(p.counts)
+
+    # 2. The training sets.
+    clean = run("clean-set", "clean-set", {"count": p.clean_pairs, "seed": seed},
+                lambda out: stage_clean_set(out, pretrain, count=p.clean_pairs, seed=seed))
+    extra = {}
+    if "poison" in p.kinds:
+        candidates = run("candidates", "candidates", {"model": whole, "concept": p.concept, "count": most, "seed": seed},
+                         lambda out: stage_candidates(out, unseen, concept=p.concept, count=most, model=model, seed=seed))
+        extra["poison"] = run("poison-set", "poison-set", {"model": whole, **asdict(p), "seed": seed},
+                              lambda out: stage_poison_set(out, work / "candidates", settings=p, model=model, seed=seed),
+                              inputs=[candidates])
+    if "dirty-label" in p.kinds:
+        extra["dirty-label"] = run("dirty-set", "dirty-set", {"concept": p.concept, "destination": p.destination,
+                                                              "count": most, "seed": seed},
+                                   lambda out: stage_dirty_set(out, unseen, concept=p.concept,
+                                                               destination=p.destination, count=most, seed=seed))
+
+    # 3. One model per (kind, N); N = 0 is the same clean model for every kind.
+    models = {"base": (None, None)}  # label -> (the fine-tune's folder, its manifest)
+    for kind in p.kinds:
+        for n in p.counts:
+            label = "clean" if n == 0 else f"{kind}-{n}"
+            if label in models:
+                continue
+            parts = [(work / "clean-set", None)] + ([(work / SETS[kind], n)] if n else [])
+            upstream = [clean] + ([extra[kind]] if n else [])
+            manifest = run(f"train-{label}", f"train-{label}", {"model": model_fingerprint(model, FINETUNE_PARTS),
+                                                                **asdict(config.lora), "n": n, "seed": seed},
+                           lambda out, parts=parts: stage_finetune(out, parts, model=model, settings=config.lora,
+                                                                   seed=seed, device=config.device), inputs=upstream)
+            models[label] = (work / f"train-{label}", manifest)
+
+    # 4. What each model paints for A, and for every other artist; judged.
+    judge, figures = load_judge(), {}
+    concept_prompt = {artist_token(p.concept): p.concept}
+    others = {artist_token(s): s for s in p.others}
+    for label, (folder, manifest) in models.items():
+        shares = {}
+        for part, prompts, count in (("concept", concept_prompt, config.generate.images_per_prompt),
+                                     ("others", others, p.other_images)):
+            settings = replace(config.generate, images_per_prompt=count)
+            texts = [_caption(s) for s in prompts.values()]
+            run(f"samples-{label}-{part}", f"samples-{label}-{part}", {"model": whole, "prompts": texts,
+                                                                       **asdict(settings), "seed": seed},
+                lambda out, folder=folder, texts=texts, settings=settings: stage_generate(
+                    out, model=model, lora_folder=folder, prompts=texts, settings=settings, seed=seed,
+                    device=config.device),
+                inputs=[] if manifest is None else [manifest])
+            shares |= _shares(judge, work / f"samples-{label}-{part}", prompts, count, p.destination)
+        figures[label] = shares
+    log(f"== report -> {report_dir} ({time.perf_counter() - started:.0f} s this run)")
+    return write_poisoning_report(config, figures, work, report_dir,
+                                  {"hardware": hardware(), "versions": versions()})

@@ -1,0 +1,83 @@
+"""The poisoning experiment's stages and report, end to end on a tiny pipeline and a stand-in corpus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import make_artwork
+from PIL import Image
+
+from sfumato.corpus import PRETRAIN_STYLES, artist_token
+from sfumato.evaluation import EvaluationConfig, GenerateSettings
+from sfumato.evaluation.config import PoisonSettings
+from sfumato.evaluation.poisoning import run_poisoning
+from sfumato.evaluation.stages import image_set
+from sfumato.finetune import LoraSettings
+
+
+def _corpus(folder, split, styles, per_style):
+    rows = []
+    for style in styles:
+        for k in range(per_style):
+            rel = f"{split}/style-{style:02d}/img-{k:03d}.png"
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            image = make_artwork(64, 64, seed=100 * style + k)
+            Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(folder / rel)
+            rows.append({"file": rel, "split": split, "style": style, "artist": artist_token(style),
+                         "caption": f"a painting by {artist_token(style)}", "source": f"src{k}", "box": [0, 0, 64, 64]})
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    root = tmp_path_factory.mktemp("poison-corpus")
+    _corpus(root / "pretrain", "pretrain", PRETRAIN_STYLES[:4], 2)
+    _corpus(root / "concepts", "eval", (5, 19), 4)
+    return root
+
+
+def _config(model, corpus, **changes):
+    poison = PoisonSettings(concept=5, destination=19, clean_pairs=6, counts=(0, 2, 3), quality="preview",
+                            other_images=1, related=(0, 1))
+    return EvaluationConfig(name="tiny-poison", model=str(model), corpus=str(corpus), poison=poison,
+                            lora=LoraSettings(steps=2, batch_size=2, rank=2, alpha=2.0, learning_rate=1e-2),
+                            generate=GenerateSettings(images_per_prompt=2, steps=2, batch_size=18), **changes)
+
+
+def test_poisoning_runs_every_stage_and_reports_the_curve(tiny_pipeline_dir, corpora, tmp_path):
+    config = _config(tiny_pipeline_dir, corpora)
+    messages = []
+    metrics = run_poisoning(config, tmp_path / "work", tmp_path / "report", log=messages.append)
+    work = tmp_path / "work"
+    candidates, record = image_set(work / "candidates")
+    assert len(candidates) == 3 and record["alignment"] == sorted(record["alignment"], reverse=True)
+    poisoned, poison_record = image_set(work / "poison-set")
+    assert poisoned.shape == candidates.shape and set(poison_record["captions"]) == {"a painting by artist05"}
+    assert max(f["linf_levels"] for f in poison_record["figures"]) <= 8 + 1e-4
+    assert set(image_set(work / "dirty-set")[1]["captions"]) == {"a painting by artist05"}
+    trained = sorted(f.name for f in work.glob("train-*"))
+    assert trained == ["train-clean", "train-dirty-label-2", "train-dirty-label-3", "train-poison-2", "train-poison-3"]
+    for key in ("0", "2", "3"):
+        assert 0 <= metrics["poison"][key]["attack_success"] <= 1 and key in metrics["dirty_label"]
+    assert metrics["poison"]["0"] == metrics["dirty_label"]["0"], "N = 0 is the same clean model"
+    assert set(metrics["bleed_through"]["poison-3"]) == {"related", "unrelated", "related_as_prompted"}
+    assert "base" in metrics["collateral"] and metrics["verdict"].startswith("the poison")
+    for name in ("report.md", "metrics.json", "attack-success.png", "grid.png"):
+        assert (tmp_path / "report" / name).is_file(), name
+    assert "| poison | 3 |" in (tmp_path / "report" / "report.md").read_text()
+
+    messages.clear()
+    again = run_poisoning(config, work, tmp_path / "report", log=messages.append)
+    assert not any("running" in m for m in messages), "a rerun reuses every stage"
+    assert again["poison"] == metrics["poison"]
+
+
+def test_poison_settings_refuse_bad_experiments():
+    with pytest.raises(ValueError, match="two different pretraining artists"):
+        PoisonSettings(concept=5, destination=5)
+    with pytest.raises(ValueError, match="two different pretraining artists"):
+        PoisonSettings(concept=2, destination=19)  # artist02 is a held-out victim, not a pretraining artist
+    with pytest.raises(ValueError, match="counts must rise from 0"):
+        PoisonSettings(counts=(25, 50))
+    assert PoisonSettings(concept=5, destination=19).related_concepts == (0, 1, 3, 4, 6, 8, 9)
