@@ -196,3 +196,20 @@ def test_budget_is_found_on_the_estimate_and_held_by_the_rendered_image():
     renders.clear()
     _enforce_budget(render, exact, 0.5)
     assert plain <= len(renders)
+
+
+def test_flips_optimise_the_mirror_image_too(perceptual):
+    """With flips, the cloak also brings the mirror image's encoding towards the mirrored target."""
+    encoder = VaeEncoder(get_dummy_vae())
+    image = make_artwork(64, 64, seed=3)
+    target = OtherArtwork()
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = cloak_image(image, encoder, target, perceptual, resolve_config("high", "30"), generator=g())
+    both = cloak_image(image, encoder, target, perceptual, resolve_config("high", "30", flips=True), generator=g())
+
+    def mirrored_distance(result):
+        with torch.no_grad():
+            return float(((encoder(result.image[None].flip(-1)) - encoder(target(image[None]).flip(-1))) ** 2).sum())
+
+    assert mirrored_distance(both) < mirrored_distance(plain)
+    assert both.report["linf_levels"] <= 16 + 1e-4 and not torch.equal(both.image, plain.image)

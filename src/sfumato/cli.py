@@ -26,7 +26,7 @@ def cmd_cloak(args: argparse.Namespace) -> int:
     stay_offline(args.online)
     # 1. Check every setting and the inputs' names before any work.
     try:
-        config = resolve_config(args.intensity, args.quality, protection=args.protection)
+        config = resolve_config(args.intensity, args.quality, protection=args.protection, flips=args.flips)
         target_spec = parse_target(args.target)
         check_device(args.device, torch.float16 if args.half else torch.float32)
     except (ValueError, ModelLoadError) as err:
@@ -202,7 +202,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             seeds=None if args.seeds is None else tuple(int(v) for v in args.seeds.split(",")),
             **{"protect.intensity": args.intensity, "protect.quality": args.quality, "protect.target": args.target,
                "protect.countermeasure": args.countermeasure, "protect.protection": args.protection,
-               "protect.budget_scale": args.budget_scale, "lora.steps": args.lora_steps,
+               "protect.budget_scale": args.budget_scale, "protect.flips": args.flips or None,
+               "lora.steps": args.lora_steps,
                "lora.rank": args.lora_rank, "generate.images_per_prompt": args.images_per_prompt,
                "benchmark.protections": None if args.protections is None else tuple(args.protections.split(",")),
                "benchmark.sweep_intensities": () if args.no_sweep and (config.benchmark or args.protections) else None})
@@ -278,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", default="auto",
                    help="auto, a built-in style 0-25 (or style-N), a style image file, or 'prompt:<style words>' "
                         "(img2img on the model's full pipeline) (default: auto)")
+    c.add_argument("--flips", action="store_true",
+                   help="also optimise the mirror image, which mimics train on as well; twice the time "
+                        "(default: off: not yet measured to protect more)")
     c.add_argument("--model", default="mini",
                    help="mini, a Stable Diffusion hub id or a local diffusers folder (default: mini, built in)")
     c.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes (default: 0)")
@@ -342,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--protection", help="the protection to evaluate (as sfumato cloak; default: the config's)")
     e.add_argument("--protections", metavar="A,B,C",
                    help="compare these protections on the same cases, one report (default: the config's [benchmark], if any)")
+    e.add_argument("--flips", action="store_true",
+                   help="cloak the mirror image too, as sfumato cloak --flips (default: the config's, off)")
     e.add_argument("--no-sweep", action="store_true",
                    help="a benchmark's protections at its main intensity only, no frontier sweep: a part of the "
                         "benchmark, to run beside other parts; a later full run reuses it (default: off)")

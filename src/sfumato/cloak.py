@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -146,8 +146,12 @@ def cloak_image(
     inputs = ProtectionInputs(images=x, target=styled, encoder=encoder, perceptual=perceptual, budget=budget,
                               alpha=config.alpha, denoiser=denoiser, caption=config.caption, generator=generator)
     protection_loss = build_loss(config.protection, inputs)
+    objective = lambda x_adv: protection_loss(seen(x_adv))  # noqa: E731
+    if config.flips:  # the mimic also trains on the mirror image: optimise both views
+        mirrored = build_loss(config.protection, replace(inputs, images=x.flip(-1), target=styled.flip(-1)))
+        objective = lambda x_adv: 0.5 * (protection_loss(seen(x_adv)) + mirrored(seen(x_adv).flip(-1)))  # noqa: E731
     result = optimize_perturbation(
-        x, lambda x_adv: protection_loss(seen(x_adv)), epsilon=config.epsilon, steps=config.steps,
+        x, objective, epsilon=config.epsilon, steps=config.steps,
         step_size=config.step_size, mask=work_mask, generator=generator, callback=callback,
     )
 

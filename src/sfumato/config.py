@@ -66,6 +66,16 @@ class CloakConfig:
             :data:`sfumato.losses.PROTECTIONS`.
         caption (`str`, defaults to ``"a painting"``): the text the denoiser-aware protections
             condition on (an artist's own tool cannot know a mimic's prompt).
+        flips (`bool`, defaults to False): optimise the mirror image too. Mimics train on
+            horizontal flips of every image (diffusers' ``--random_flip``, sfumato's own mimic),
+            and the encoder is not mirror-symmetric: on sfumato-mini the latent change a Glaze
+            cloak makes in the mirror image has a cosine of only 0.37 with the change in the
+            image as written (``benchmarks/flip_reach.py``, 8 images). With ``flips`` the
+            objective is the mean over both orientations (an expectation over the mimic's
+            transformation, Athalye et al.'s EOT), at twice the cost per step. Measured there,
+            it evens the two views (the mirror image's latents come 10.8 % of the way to the
+            target instead of 8.5 %) but does not make the change consistent (cosine 0.41), so
+            it is off until a mimicry run shows it protects more.
     """
 
     max_levels: float = 8.0
@@ -76,6 +86,7 @@ class CloakConfig:
     resolution: int | None = None
     protection: str = "glaze"
     caption: str = "a painting"
+    flips: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_levels <= 64:

@@ -39,6 +39,7 @@ class ProtectSettings:
             mimic to the cloaked images before fine-tuning.
         budget_scale (`float`): multiplies the perceptual budget (``CloakConfig.budget_scale``);
             1 keeps the calibrated one.
+        flips (`bool`): optimise the mirror image too (``CloakConfig.flips``).
     """
 
     protection: str = "glaze"
@@ -47,6 +48,7 @@ class ProtectSettings:
     target: str = "auto"
     countermeasure: str = "none"
     budget_scale: float = 1.0
+    flips: bool = False
 
     def __post_init__(self) -> None:
         resolve_config(self.intensity, self.quality, protection=self.protection,
@@ -237,6 +239,7 @@ class EvaluationConfig:
         parts = ([] if p.protection == "glaze" else [p.protection]) + ([] if p.intensity == "default"
                                                                        else [f"i{p.intensity}"])
         parts += [] if p.budget_scale == 1 else [f"b{p.budget_scale:g}"]
+        parts += ["flips"] if p.flips else []
         return "-".join(parts)
 
     def with_overrides(self, **values) -> EvaluationConfig:

@@ -164,6 +164,7 @@ def headline(metrics: dict) -> str | None:
               f"no case where the clean mimic worked (0 of {agg['cases']}), so no protection figure")
     scale = protect.get("budget_scale", 1.0)
     budget = "" if scale == 1 else f" and {scale:g}× the perceptual budget"
+    budget += " with flips" if protect.get("flips") else ""
     return (f"{protect.get('protection', 'glaze')} at ±{levels:g} levels{budget}, "
             f"PSNR {agg['visibility']['psnr_db']:.1f} dB: {figure} (clean mimicry "
             f"{_pct(agg['mimicry_success']['clean'])}).")

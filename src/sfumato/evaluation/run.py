@@ -87,10 +87,10 @@ def _lora_key(settings) -> dict:
 
 
 def _protect_key(settings) -> dict:
-    """The cloak's settings as a stage records them; ``protection`` and ``budget_scale`` enter only when
-    they are not the defaults, so that cloaks made before they existed (the same computation) are reused."""
+    """The cloak's settings as a stage records them; ``protection``, ``budget_scale`` and ``flips`` enter only
+    when they are not the defaults, so that cloaks made before they existed (the same computation) are reused."""
     key = asdict(settings)
-    for name, default in (("protection", "glaze"), ("budget_scale", 1.0)):
+    for name, default in (("protection", "glaze"), ("budget_scale", 1.0), ("flips", False)):
         if key[name] == default:
             del key[name]
     return key

@@ -106,7 +106,7 @@ def stage_protect(folder: Path, art_folder: Path, *, model: str, settings: Prote
     images, record = image_set(art_folder)
     cloaker = cloaker or Cloaker(model, device=device)
     config = resolve_config(settings.intensity, settings.quality, protection=settings.protection,
-                            budget_scale=settings.budget_scale)
+                            budget_scale=settings.budget_scale, flips=settings.flips)
     results, choice = cloaker.cloak(list(images), config, target=settings.target, seed=seed)
     cloaked = torch.stack([r.image.cpu() for r in results])
     _write_set(folder, cloaked, record["names"], record["captions"])
