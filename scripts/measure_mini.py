@@ -257,7 +257,8 @@ def _across_victims(metrics_path: Path | None) -> list[str]:
     per_victim, lora = metrics["aggregate"]["per_victim"], metrics["config"]["lora"]
     cells = ", ".join(f"{name} {_pct(v['mimicry_clean'])}" for name, v in per_victim.items())
     working = sum(v["mimicry_clean"] >= 0.6 for v in per_victim.values())
-    return [f"**Mimicry across victims** (`sfumato evaluate --config mini-full`, `{metrics_path}`): a LoRA "
+    command = "sfumato evaluate --config mini-full" + (" --clean-only" if metrics["config"].get("clean_only") else "")
+    return [f"**Mimicry across victims** (`{command}`, `{metrics_path}`): a LoRA "
             f"(rank {lora['rank']}, learning rate {lora['learning_rate']:g}, offset noise {lora.get('noise_offset', 0):g}) "
             f"of {lora['steps']} steps on 16 clean images, mean over seeds {metrics['config']['seeds']}: {cells}; "
             f"mean {_pct(metrics['aggregate']['mimicry_success']['clean'])}; {working} of {len(per_victim)} victims "

@@ -350,6 +350,6 @@ def test_about_tab_and_readme_quote_every_reports_verdict():
         assert f"`{path.parent.name}`: {text}" in about
         assert f"[{path.parent.name}](evaluation/results/{path.parent.name}/report.md): {text}" in readme
         if metrics["config"].get("clean_only"):
-            assert text.startswith("clean-only run, no cloak") and "reached 60%" in text
+            assert text.startswith("clean-only run, no cloak") and "reached 60 %" in text
         else:
             assert "over the" in text and "PSNR" in text and "levels" in text and "where the clean mimic worked" in text

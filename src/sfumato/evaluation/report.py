@@ -118,11 +118,11 @@ def verdict(aggregate: dict) -> str:
     if "protection_success" not in aggregate:
         worked = aggregate["attack_worked"]["cases"]
         return (f"clean-only run: the mimic trained on the originals reached {_pct(ms['clean'])} (base model "
-                f"{_pct(ms['base'])}); it reached {ATTACK_WORKS:.0%} in {worked} of {aggregate['cases']} case(s). "
+                f"{_pct(ms['base'])}); it reached {100 * ATTACK_WORKS:.0f} % in {worked} of {aggregate['cases']} case(s). "
                 f"No cloak was evaluated.")
     if ms["clean"] < ATTACK_WORKS:
         text = (f"the mimic trained on the originals reached only {_pct(ms['clean'])} (below "
-                f"{ATTACK_WORKS:.0%}): the attack did not work here, so this run shows nothing about protection "
+                f"{100 * ATTACK_WORKS:.0f} %): the attack did not work here, so this run shows nothing about protection "
                 f"(its protection figure would be high without any cloak).")
     elif aggregate["protection_success"] >= 0.9:
         text = (f"the attack works on the originals ({_pct(ms['clean'])}) and the cloak stopped it: "
@@ -133,7 +133,7 @@ def verdict(aggregate: dict) -> str:
     worked = aggregate.get("attack_worked")
     if worked is not None and worked["cases"] < aggregate["cases"]:
         text += (f" In {aggregate['cases'] - worked['cases']} of {aggregate['cases']} cases the mimic trained on the "
-                 f"originals stayed below {ATTACK_WORKS:.0%}, which makes their protection figures high without any "
+                 f"originals stayed below {100 * ATTACK_WORKS:.0f} %, which makes their protection figures high without any "
                  f"cloak; over the {worked['cases']} cases where the attack worked, protection success is "
                  f"{_pct(worked['protection_success'])}.")
     return text
@@ -154,7 +154,7 @@ def headline(metrics: dict) -> str | None:
     if "protection_success" not in worked:
         return (f"clean-only run, no cloak: the mimic trained on the originals reached "
                 f"{_pct(agg['mimicry_success']['clean'])} on average (base model {_pct(agg['mimicry_success']['base'])}); "
-                f"{worked['cases']} of {agg['cases']} case(s) reached {ATTACK_WORKS:.0%}.")
+                f"{worked['cases']} of {agg['cases']} case(s) reached {100 * ATTACK_WORKS:.0f} %.")
     from ..config import resolve_config
 
     protect = metrics["config"]["protect"]

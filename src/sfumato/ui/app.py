@@ -19,6 +19,7 @@ import gradio as gr  # noqa: E402
 
 from ..config import INTENSITY_PRESETS, QUALITY_PRESETS  # noqa: E402
 from ..corpus import VICTIM_STYLES, artist_token  # noqa: E402
+from ..evaluation import load_config  # noqa: E402
 from ..evaluation.benchmark import benchmark_headline  # noqa: E402
 from ..evaluation.report import headline  # noqa: E402
 from ..losses import PROTECTIONS  # noqa: E402
@@ -175,7 +176,7 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
         return style_names()[evt.index]
 
     def on_evaluate(victim, files, progress=gr.Progress()):
-        from ..evaluation import load_config, run_evaluation
+        from ..evaluation import run_evaluation
 
         config = evaluation or load_config("mini-quick")
         if files:
@@ -276,7 +277,8 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
             gr.Markdown("Run the `mini-quick` mimicry test: LoRA-fine-tune sfumato-mini on 16 clean images and on "
                         "their cloaked copies, then compare what each mimic paints (about 15 minutes on 2 CPU cores).")
             with gr.Row():
-                victim = gr.Dropdown([artist_token(v) for v in VICTIM_STYLES], value=artist_token(VICTIM_STYLES[0]),
+                quick = evaluation or load_config("mini-quick")
+                victim = gr.Dropdown([artist_token(v) for v in VICTIM_STYLES], value=artist_token(quick.victims[0]),
                                      label="Built-in victim artist")
                 art_files = gr.File(label="...or your own artwork (24 images: 16 train the mimic, 8 train a judge "
                                           "of your style)", file_count="multiple",
