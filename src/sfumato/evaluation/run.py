@@ -133,25 +133,24 @@ def _check_art(config: EvaluationConfig) -> None:
     check_art_counts(config.art, len(find_images([config.art])), config.images, settings, judge_found)
 
 
-def _art_judge(config: EvaluationConfig, run, f: dict, art: dict, style_judge, case: Case, weights: str,
-               device: str):
+def _art_judge(s: _Setup, case: Case, f: dict, art: dict):
     """Train (or reuse) the art folder's own style judge; refuse one too weak to trust."""
     from ..judge import load_judge
 
-    settings = config.art_judge
+    config, settings = s.config, s.config.art_judge
     prompts = [p.format(artist=case.artist) for p in config.generate.prompts]
     sampling = asdict(config.generate)
     del sampling["images_per_prompt"]  # the judge draws its own number of base samples
-    key = {"model": weights, "prompts": prompts, **sampling,
+    key = {"model": s.weights, "prompts": prompts, **sampling,
            "base_samples": settings.base_samples, "seed": case.seed}
-    manifest = run("judge", f["judge"], key,
-                   lambda out: stage_judge(out, art_folder=f["art"], model=config.model, prompts=prompts,
-                                           settings=config.generate, judge_settings=settings, seed=case.seed,
-                                           style_judge=style_judge, device=device), inputs=[art])
+    manifest = s.run("judge", f["judge"], key,
+                     lambda out: stage_judge(out, art_folder=f["art"], model=config.model, prompts=prompts,
+                                             settings=config.generate, judge_settings=settings, seed=case.seed,
+                                             style_judge=s.judge, device=config.device), inputs=[art])
     why = weakness(manifest["rates"], settings)
     if why:
         raise ValueError(f"{config.art}: the style judge for this artist is too weak to trust: {why}")
-    return load_judge(f["judge"] / "art-judge.safetensors", trunk=style_judge.trunk), [manifest]
+    return load_judge(f["judge"] / "art-judge.safetensors", trunk=s.judge.trunk), [manifest]
 
 
 @dataclass(frozen=True)
@@ -220,7 +219,7 @@ def _run_case(s: _Setup, case: Case, log) -> dict:
                                     resolution=s.resolution, seed=case.seed, corpus=s.corpus, **held))
     judge, artist_class, judged = s.judge, case.victim, []
     if config.art is not None:
-        judge, judged = _art_judge(config, run, f, art, s.judge, case, s.weights, config.device)
+        judge, judged = _art_judge(s, case, f, art)
         artist_class = ARTIST
     protect, cloaked = (None, None) if config.clean_only else _protected_set(s, case, f, art)
     tuned = _finetunes(s, case, f, {"clean": (f["art"], art), **({"cloaked": cloaked} if cloaked else {})})
