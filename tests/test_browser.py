@@ -67,6 +67,9 @@ def test_cloak_and_preview_in_headless_chromium(tmp_path):
             progress_bars = page.evaluate(VISIBLE_PROGRESS)
             page.screenshot(path=str(tmp_path / "running.png"), full_page=True)
             page.get_by_text("Cloaked 1 image(s).").wait_for(timeout=240_000)
+            # the status line can arrive before the browser has decoded the result image
+            page.wait_for_function("() => Array.from(document.images).some(i => i.complete && i.naturalWidth === 512)",
+                                   timeout=60_000)
             natural = page.evaluate("""() => Array.from(document.images).filter(i => i.naturalWidth === 512)
                 .map(i => [i.clientWidth, i.clientHeight, getComputedStyle(i).objectFit])""")
             page.get_by_role("button", name="Preview").click()
