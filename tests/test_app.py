@@ -256,7 +256,7 @@ def test_evaluate_tab_runs_the_harness_on_uploaded_art(tiny_pipeline_dir, tmp_pa
                    protect=replace(quick.protect, quality="preview", target="3"),
                    lora=LoraSettings(steps=2, batch_size=2, rank=2, alpha=2.0),
                    generate=replace(quick.generate, images_per_prompt=2, steps=2),
-                   art_judge=ArtJudgeSettings(held_out=4, base_samples=4, min_recall=0, min_specificity=0))
+                   art_judge=ArtJudgeSettings(held_out=4, base_samples=4, min_recall=0, min_specificity=0, negative_styles=3))
     app = build_app(evaluation=tiny, work=tmp_path / "work")
     app.queue()
     _, url, _ = app.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)

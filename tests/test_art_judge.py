@@ -141,7 +141,7 @@ def test_a_weak_judge_is_refused_before_the_fine_tunes(tiny_pipeline_dir, corpus
     config = EvaluationConfig(model=str(tiny_pipeline_dir), art=str(corpus_art), images=8,
                               protect=ProtectSettings(quality="preview"), lora=LoraSettings(steps=2, batch_size=2),
                               generate=GenerateSettings(images_per_prompt=2, steps=2),
-                              art_judge=ArtJudgeSettings(base_samples=4))
+                              art_judge=ArtJudgeSettings(base_samples=4, negative_styles=3))
     messages = []
     with pytest.raises(ValueError, match="too weak to trust: held-out recall 25%"):
         run_evaluation(config, tmp_path, log=messages.append)

@@ -30,7 +30,7 @@ def _tiny_config(model_dir, **overrides) -> EvaluationConfig:
         protect=ProtectSettings(quality="preview", target="3"),
         lora=LoraSettings(steps=3, batch_size=2, rank=2, alpha=2.0, learning_rate=1e-2),
         generate=GenerateSettings(images_per_prompt=3, steps=2, batch_size=3),
-        art_judge=ArtJudgeSettings(held_out=4, base_samples=4, min_recall=0, min_specificity=0))  # mechanics only
+        art_judge=ArtJudgeSettings(held_out=4, base_samples=4, min_recall=0, min_specificity=0, negative_styles=3))  # mechanics only
     return replace(base, **overrides)
 
 
@@ -327,7 +327,7 @@ def test_cli_evaluate_on_a_local_pipeline(tiny_pipeline_dir, art_dir, tmp_path, 
     config = tmp_path / "tiny.toml"
     config.write_text(f'name = "cli"\nimages = 3\nart = "{art_dir}"\n[protect]\nquality = "preview"\ntarget = "3"\n'
                       '[lora]\nsteps = 2\nbatch_size = 2\nrank = 2\n[generate]\nimages_per_prompt = 2\nsteps = 2\n'
-                      '[art_judge]\nheld_out = 4\nbase_samples = 4\nmin_recall = 0.0\nmin_specificity = 0.0\n')
+                      '[art_judge]\nheld_out = 4\nbase_samples = 4\nmin_recall = 0.0\nmin_specificity = 0.0\nnegative_styles = 3\n')
     code = main(["evaluate", "--config", str(config), "--model", str(tiny_pipeline_dir), "--work", str(tmp_path / "w"),
                  "--quiet"])
     assert code == 0

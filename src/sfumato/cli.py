@@ -43,12 +43,7 @@ def cmd_cloak(args: argparse.Namespace) -> int:
     from .api import Cloaker
 
     cloaker = Cloaker(args.model, device=args.device, half=args.half, perceptual=args.perceptual, online=args.online)
-    try:
-        cloaker.encoder, cloaker.perceptual
-        if needs_denoiser(config.protection):
-            cloaker.denoiser  # the whole pipeline: the UNet and text encoder
-    except (ModelLoadError, ValueError) as err:
-        _error(str(err))
+    if not _load_models(cloaker, config):
         return 1
 
     # 3. Read every input: bad files are reported and skipped.
@@ -72,8 +67,26 @@ def cmd_cloak(args: argparse.Namespace) -> int:
                                   callback=lambda step, loss: bar.update(1) if bar else None)
 
     failures += _write_each(args, jobs, config.steps, cloak_one)
+    return _finish(failures, len(inputs))
+
+
+def _load_models(cloaker, config, *, pipeline: bool = False) -> bool:
+    """Load what the protection needs once, before any image (the whole pipeline for the UNet's losses)."""
+    try:
+        cloaker.encoder, cloaker.perceptual
+        if pipeline:
+            cloaker.pipeline
+        if needs_denoiser(config.protection):
+            cloaker.denoiser
+    except (ModelLoadError, ValueError) as err:
+        _error(str(err))
+        return False
+    return True
+
+
+def _finish(failures: int, count: int) -> int:
     if failures:
-        _error(f"{failures} of {len(inputs)} inputs failed")
+        _error(f"{failures} of {count} inputs failed")
     return 1 if failures else 0
 
 
@@ -112,12 +125,7 @@ def cmd_poison(args: argparse.Namespace) -> int:
     from .api import Cloaker
 
     cloaker = Cloaker(args.model, device=args.device, online=args.online)
-    try:
-        cloaker.encoder, cloaker.perceptual, cloaker.pipeline
-        if needs_denoiser(config.protection):
-            cloaker.denoiser
-    except (ModelLoadError, ValueError) as err:
-        _error(str(err))
+    if not _load_models(cloaker, config, pipeline=True):
         return 1
 
     # 3. Read every input, then draw one anchor per readable image.
@@ -139,9 +147,7 @@ def cmd_poison(args: argparse.Namespace) -> int:
         return result
 
     failures += _write_each(args, jobs, config.steps, poison_one)
-    if failures:
-        _error(f"{failures} of {len(inputs)} inputs failed")
-    return 1 if failures else 0
+    return _finish(failures, len(inputs))
 
 
 def _read_inputs(inputs: list[Path], out_dir: Path, ending: str, fmt: str, downsample: int):

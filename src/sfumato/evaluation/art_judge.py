@@ -57,6 +57,9 @@ class ArtJudgeSettings:
             held-out other-style images the artist's. False alarms set a floor under every mimicry
             figure (the base model's included), and 10 points is the size of the differences the
             report compares.
+        negative_styles (`int`, defaults to 26): how many of the built-in styles render the
+            negatives (the first ones, after leaving out the artist's own). All of them for a real
+            judge; a few make a quick run or a test cheaper (each style renders every image).
     """
 
     held_out: int = 8
@@ -64,10 +67,13 @@ class ArtJudgeSettings:
     base_samples: int = 32
     min_recall: float = 0.8
     min_specificity: float = 0.9
+    negative_styles: int = NUM_STYLES
 
     def __post_init__(self) -> None:
         if self.held_out < MIN_HELD_OUT:
             raise ValueError(f"held_out must be >= {MIN_HELD_OUT} images, got {self.held_out}")
+        if not 1 <= self.negative_styles <= NUM_STYLES:
+            raise ValueError(f"negative_styles must be in [1, {NUM_STYLES}], got {self.negative_styles}")
         if self.base_samples < 2:
             raise ValueError(f"base_samples must be >= 2 (half train, half test), got {self.base_samples}")
         for name in ("min_recall", "min_specificity"):

@@ -142,7 +142,7 @@ def _art_judge(s: _Setup, case: Case, f: dict, art: dict):
     sampling = asdict(config.generate)
     del sampling["images_per_prompt"]  # the judge draws its own number of base samples
     key = {"model": s.weights, "prompts": prompts, **sampling,
-           "base_samples": settings.base_samples, "seed": case.seed}
+           "base_samples": settings.base_samples, "negative_styles": settings.negative_styles, "seed": case.seed}
     manifest = s.run("judge", f["judge"], key,
                      lambda out: stage_judge(out, art_folder=f["art"], model=config.model, prompts=prompts,
                                              settings=config.generate, judge_settings=settings, seed=case.seed,

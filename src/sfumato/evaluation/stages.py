@@ -221,6 +221,7 @@ def stage_judge(folder: Path, *, art_folder: Path, model: str, prompts: list[str
     excluded = own_styles(style_judge, train_pos)
     engine = engine or _engine()  # one style network for every style
     styles = [BuiltinStyle(s, engine) for s in range(NUM_STYLES) if s not in excluded]
+    styles = styles[:judge_settings.negative_styles]
     stage_generate(folder / "base-samples", model=model, lora_folder=None, prompts=prompts,
                    settings=replace(settings, images_per_prompt=judge_settings.base_samples),
                    seed=seed + JUDGE_SEED_OFFSET, device=device)

@@ -106,6 +106,45 @@ def _display(path: Path) -> torch.Tensor:
     return load_image(path, max_pixels=10**9).rgb
 
 
+def _read_uploads(files: list[Path], limits: Limits, *, preview: bool, out_dir: Path, grid: int,
+                  errors: list[str]) -> list[tuple[Path, torch.Tensor]]:
+    """Each readable file with its 128 px copy (for choosing a target); the others go to ``errors``.
+
+    A preview reads the first readable file only, and cloaks a 256 px copy of it.
+    """
+    readable = []
+    for path in files:
+        if preview and readable:
+            break
+        try:
+            art = load_image(path, max_pixels=limits.max_pixels)
+        except ImageError as err:
+            errors.append(str(err))
+            continue
+        if preview:
+            path = _shrunk_copy(path, art, out_dir / "preview-input", 256)
+        readable.append((path, fit_to_grid(art.rgb[None], 128, grid)[0]))
+    return readable
+
+
+def _targets(cloaker: Cloaker, readable, record: dict, *, target: str, poison: tuple[str, str] | None, seed: int):
+    """One target per readable image: the batch's resolved style, or each poison's own anchor of the destination."""
+    if poison is None:
+        resolved, record["target_choice"] = cloaker.resolve_target(target, [small for _, small in readable], seed)
+        return [resolved] * len(readable)
+    anchors = cloaker.anchors(poison[1], len(readable), seed=seed)
+    record |= {"concept": poison[0], "destination": poison[1], "caption": concept_prompt(poison[0])}
+    return [Anchor(anchor, name=f"anchor:{poison[1]}#{index}") for index, anchor in enumerate(anchors)]
+
+
+def _zip(results: list[Cloaked], archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for item in results:
+            for path in (item.output, item.sidecar, *item.extra):
+                bundle.write(path, path.name)
+    return archive
+
+
 def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, model: str = "mini",
                   intensity: str = "default", quality: str = "default", target: str = "auto", seed: int = 0,
                   protection: str = "glaze", limits: Limits = Limits(), preview: bool = False,
@@ -129,34 +168,19 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
     cloaker = pool.cloaker(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     batch = Batch(errors=errors)
-    readable, stems = [], set()
-    for path in files:  # read every file first: bad files are reported, the target is chosen on the good ones
-        if preview and readable:
-            break  # a preview cloaks the first readable file only
-        try:
-            art = load_image(path, max_pixels=limits.max_pixels)
-        except ImageError as err:
-            batch.errors.append(str(err))
-            continue
-        if preview:  # a small copy is cloaked instead
-            path = _shrunk_copy(path, art, out_dir / "preview-input", 256)
-        readable.append((path, fit_to_grid(art.rgb[None], 128, cloaker.encoder.downsample)[0]))
+    # every file is read first: bad files are reported, the target is chosen on the good ones
+    readable = _read_uploads(files, limits, preview=preview, out_dir=out_dir, grid=cloaker.encoder.downsample,
+                             errors=batch.errors)
     if not readable:
         return batch
     record = {"intensity": intensity, "quality": "preview" if preview else quality, "protection": protection}
-    if poison is None:
-        resolved, record["target_choice"] = cloaker.resolve_target(target, [small for _, small in readable], seed)
-        kind, sidecar_kind = "cloaked", "cloak"
-    else:
-        anchors = cloaker.anchors(poison[1], len(readable), seed=seed)
-        record |= {"concept": poison[0], "destination": poison[1], "caption": concept_prompt(poison[0])}
-        kind, sidecar_kind = "poisoned", "poison"
-    for index, (path, _) in enumerate(readable):
+    targets = _targets(cloaker, readable, record, target=target, poison=poison, seed=seed)
+    kind, sidecar_kind = ("cloaked", "cloak") if poison is None else ("poisoned", "poison")
+    stems = set()
+    for index, ((path, _), resolved) in enumerate(zip(readable, targets)):
         stem = path.stem if path.stem not in stems else f"{path.stem}-{index + 1}"  # same name uploaded twice
         stems.add(stem)
         out = out_dir / f"{stem}.{'preview' if preview else kind}.png"  # a preview never looks like the real thing
-        if poison is not None:
-            resolved = Anchor(anchors[index], name=f"anchor:{poison[1]}#{index}")
         step = None if progress is None else (
             lambda s, loss, name=path.name, i=index: progress(name, i, len(readable), s + 1, config.steps))
         try:
@@ -170,7 +194,7 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
         after = result.image.cpu()
         extra = []
         if poison is not None:  # the caption a trainer pairs with the image
-            extra.append(out_dir / f"{stem}.{'preview' if preview else kind}.txt")
+            extra.append(out.with_suffix(".txt"))
             extra[0].write_text(record["caption"] + "\n")
         batch.results.append(Cloaked(
             name=path.name, output=out, sidecar=out_dir / f"{stem}.{sidecar_kind}.json", extra=extra,
@@ -178,11 +202,7 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
                                              "target", "seconds") if k in sidecar},
             before=to_uint8(before), after=to_uint8(after), perturbation=to_uint8(visible_perturbation(before, after))))
     if batch.results and not preview:  # a preview is for looking, not for publishing: no ZIP of it
-        batch.archive = out_dir / f"sfumato-{kind}.zip"
-        with zipfile.ZipFile(batch.archive, "w", zipfile.ZIP_DEFLATED) as archive:
-            for item in batch.results:
-                for path in (item.output, item.sidecar, *item.extra):
-                    archive.write(path, path.name)
+        batch.archive = _zip(batch.results, out_dir / f"sfumato-{kind}.zip")
     return batch
 
 
