@@ -452,9 +452,27 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     assert again["protections"] == json.loads(json.dumps(metrics["protections"]))
     assert (tmp_path / "report" / "grid.png").is_file()
 
+    # Spread over sessions: a report from the kept parts alone names what is still missing and runs nothing.
+    messages.clear()
+    more = replace(config, benchmark=replace(config.benchmark, protections=("glaze", "sds", "photoguard", "advdm")))
+    partial = run_benchmark(more, tmp_path / "work", tmp_path / "report", log=messages.append, kept_parts_only=True)
+    assert not any("running" in m for m in messages)
+    assert set(partial["protections"]) == {"glaze", "sds", "photoguard"}
+    assert partial["missing"] == ["advdm at ±8", "the best 1 at ±8 at ±4"]
+    assert "**Not measured yet** (2): advdm at ±8;" in (tmp_path / "report" / "report.md").read_text()
+    with pytest.raises(ValueError, match="no kept part"):
+        run_benchmark(more, tmp_path / "work", tmp_path / "elsewhere", log=messages.append, kept_parts_only=True)
+
     # A changed setting (here the mimic's steps) is not stood in for by a kept part.
     messages.clear()
     changed = replace(config, lora=replace(config.lora, steps=4), benchmark=replace(config.benchmark, protections=("sds",),
                                                                                    sweep=(), sweep_best=0))
     run_benchmark(changed, tmp_path / "work", tmp_path / "report", log=messages.append)
     assert any("[finetune-cloaked] running" in m for m in messages) and not any("[part] reused" in m for m in messages)
+
+
+def test_kept_parts_needs_a_benchmark(capsys):
+    from sfumato.cli import main
+
+    assert main(["evaluate", "--config", "mini-quick", "--kept-parts", "--quiet"]) == 2
+    assert "--kept-parts reports a benchmark's kept parts" in capsys.readouterr().err

@@ -213,6 +213,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                "lora.rank": args.lora_rank, "generate.images_per_prompt": args.images_per_prompt,
                "benchmark.protections": None if args.protections is None else tuple(args.protections.split(",")),
                "benchmark.sweep_intensities": () if args.no_sweep and (config.benchmark or args.protections) else None})
+        if args.kept_parts and config.benchmark is None:
+            raise ValueError("--kept-parts reports a benchmark's kept parts; give a benchmark config "
+                             "(mini-bench) or --protections")
         check_device(config.device)
     except (ValueError, ModelLoadError) as err:
         _error(str(err))
@@ -233,7 +236,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if config.benchmark is not None and not config.clean_only:  # clean-only: the cases' shared clean side
             from .evaluation.benchmark import run_benchmark
 
-            metrics = run_benchmark(config, work, report, accelerator=accelerator, log=log)
+            metrics = run_benchmark(config, work, report, accelerator=accelerator, log=log,
+                                    kept_parts_only=args.kept_parts)
         else:
             metrics = run_evaluation(config, work, report, accelerator=accelerator, log=log)
     except (ValueError, ModelLoadError, ImageError, FileNotFoundError) as err:
@@ -357,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-sweep", action="store_true",
                    help="a benchmark's protections at its main intensity only, no frontier sweep: a part of the "
                         "benchmark, to run beside other parts; a later full run reuses it (default: off)")
+    e.add_argument("--kept-parts", action="store_true",
+                   help="a benchmark's report from the parts already kept in REPORT/parts, naming what is "
+                        "missing; runs nothing (default: off)")
     e.add_argument("--intensity", help="cloak intensity, as sfumato cloak (default: the config's)")
     e.add_argument("--budget-scale", type=float,
                    help="multiply the cloak's perceptual budget (default: the config's, 1 = calibrated)")

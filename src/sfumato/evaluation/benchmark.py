@@ -72,8 +72,13 @@ def _single(config: EvaluationConfig, protection: str, intensity: str) -> Evalua
 
 
 def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | Path, *, accelerator=None,
-                  log=print) -> dict:
-    """Run (or resume) every protection of ``config.benchmark`` on the config's cases; write the report."""
+                  log=print, kept_parts_only: bool = False) -> dict:
+    """Run (or resume) every protection of ``config.benchmark`` on the config's cases; write the report.
+
+    With ``kept_parts_only`` nothing runs: the report is written from the parts already kept
+    in ``REPORT/parts`` that match the config, and names the ones still missing (a benchmark
+    spread over sessions reports what it has so far).
+    """
     bench = config.benchmark
     if bench is None:
         raise ValueError("the config has no [benchmark] table (protections and intensities)")
@@ -81,7 +86,7 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
         raise ValueError("a benchmark compares protection success, which needs the built-in victims' judge; "
                          "drop --art")
     work, parts = Path(work), Path(report_dir) / "parts"
-    runs, figures = {}, {}
+    runs, figures, missing = {}, {}, []
 
     def evaluate(protection: str, intensity: str) -> None:
         single = _single(config, protection, intensity)
@@ -90,6 +95,10 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
         if _is_current(part, key):
             log(f"[part] reused {part}")
             metrics = json.loads((part / "metrics.json").read_text())
+        elif kept_parts_only:
+            log(f"[part] missing {part}")
+            missing.append(f"{protection} at ±{_levels(intensity)}")
+            return
         else:
             metrics = run_evaluation(single, work, part, accelerator=accelerator, log=log, case_figures=1)
             if metrics:
@@ -109,11 +118,19 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
         return {}
     # 2. The frontier: the reference protections and the best ones at the first intensity, at the others.
     first = _levels(bench.intensities[0])
-    ranked = sorted(bench.protections, key=lambda p: -(figures[p][first]["protection_success"] or 0))
+    measured = [p for p in bench.protections if first in figures.get(p, {})]
+    ranked = sorted(measured, key=lambda p: -(figures[p][first]["protection_success"] or 0))
+    if len(measured) < len(bench.protections):  # the best ones are not known until every protection is in
+        ranked = []
+        if bench.sweep_best and bench.sweep_intensities:
+            missing.append(f"the best {bench.sweep_best} at ±{first} at "
+                           + " and ".join(f"±{_levels(i)}" for i in bench.sweep_intensities))
     for protection in dict.fromkeys([*bench.sweep, *ranked[:bench.sweep_best]]):
         for intensity in bench.sweep_intensities:
             evaluate(protection, intensity)
-    return write_benchmark_report(config, runs, figures, report_dir)
+    if not runs:
+        raise ValueError(f"no kept part in {parts} matches this config; run the benchmark first")
+    return write_benchmark_report(config, runs, figures, report_dir, missing=missing)
 
 
 def _part_key(single: EvaluationConfig) -> dict:
@@ -138,8 +155,12 @@ def _speed() -> dict:
             if r["size"] == "128x128" and r["quality"] == "default"}
 
 
-def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, out: str | Path) -> dict:
-    """``metrics.json``, ``report.md``, ``frontier.png`` and ``grid.png`` of a benchmark (its parts in ``out/parts``)."""
+def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, out: str | Path, *,
+                           missing: list[str] = ()) -> dict:
+    """``metrics.json``, ``report.md``, ``frontier.png`` and ``grid.png`` of a benchmark (its parts in ``out/parts``).
+
+    ``missing`` names the protections and intensities the benchmark has not measured yet.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     any_run = next(iter(runs.values()))
@@ -152,7 +173,7 @@ def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, 
             entry["seconds_per_image"] = row.get("seconds")
             entry["peak_rss_mb"] = row.get("peak_rss_mb")
     metrics = {"name": config.name, "cases": cases, "clean_mimicry": sum(clean.values()) / len(clean),
-               "clean_mimicry_per_case": clean, "attack_works_at": ATTACK_WORKS,
+               "clean_mimicry_per_case": clean, "attack_works_at": ATTACK_WORKS, "missing": list(missing),
                "protections": {p: {"intensities": by_level} for p, by_level in figures.items()},
                "speed_measured_by": None if not speed else {"script": "benchmarks/bench_cloak.py",
                                                             "hardware": next(iter(speed.values()))["hardware"]},
@@ -275,6 +296,9 @@ def _markdown(metrics: dict) -> str:
                          f"{_pct(f['judged_as_target'])} | {f['psnr_db']:.1f} | {f['ssim']:.3f} | "
                          f"{f['perceptual_distance']:.3f} | {f['seconds_per_image'] or 'n/a'} | "
                          f"{f['peak_rss_mb'] or 'n/a'} |")
+    if metrics.get("missing"):
+        lines += ["", f"**Not measured yet** ({len(metrics['missing'])}): " + "; ".join(metrics["missing"])
+                  + ". This report is a part of the benchmark; nothing here ranks what is missing."]
     speed = metrics["speed_measured_by"]
     lines += ["", "Seconds and peak memory per 128 px image at the default quality: "
               + (f"`{speed['script']}` in fresh processes on {speed['hardware'].get('cpu', '?')} "
