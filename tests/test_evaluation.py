@@ -276,6 +276,33 @@ def test_interrupted_stage_leaves_no_manifest_and_reruns(tmp_path):
     assert not run_stage("demo", folder, {"a": 1}, lambda out: {}, inputs=[upstream], log=lambda m: None)["reused"]
 
 
+def test_jobs_sharing_a_work_folder_build_a_stage_once(tmp_path):
+    """Two jobs (threads here, processes in use) reaching the same stage: one builds it, the other waits and reuses it."""
+    import threading
+    import time
+
+    started, builds, manifests = threading.Event(), [], []
+
+    def slow(out):
+        builds.append(out)
+        started.set()
+        time.sleep(0.3)
+        (out / "figure.txt").write_text("1")
+        return {"figure": 1}
+
+    def job():
+        manifests.append(run_stage("demo", tmp_path / "stage", {"a": 1}, slow, log=lambda m: None))
+
+    first = threading.Thread(target=job)
+    first.start()
+    started.wait(5)
+    second = threading.Thread(target=job)
+    second.start()
+    first.join(), second.join()
+    assert len(builds) == 1 and sorted(m["reused"] for m in manifests) == [False, True]
+    assert manifests[0]["key"] == manifests[1]["key"] and (tmp_path / "stage" / "figure.txt").is_file()
+
+
 def test_image_sets_round_trip(tmp_path):
     images = torch.stack([make_artwork(64, 64, seed=i) for i in range(3)])
     write_images(tmp_path, images, ["x", "y", "z"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from conftest import make_artwork
@@ -48,7 +49,13 @@ def _config(model, corpus, **changes):
 def test_poisoning_runs_every_stage_and_reports_the_curve(tiny_pipeline_dir, corpora, tmp_path):
     config = _config(tiny_pipeline_dir, corpora)
     messages = []
+    # One job per kind may run first (--poison-kinds); the whole run then reuses what it built.
+    dirty_only = replace(config, poison=replace(config.poison, kinds=("dirty-label",)))
+    first = run_poisoning(dirty_only, tmp_path / "work", tmp_path / "report-dirty", log=messages.append)
+    assert set(first["dirty_label"]) == {"0", "2", "3"} and not first.get("poison")
+    messages.clear()
     metrics = run_poisoning(config, tmp_path / "work", tmp_path / "report", log=messages.append)
+    assert not any(m.startswith(("[train-dirty-label", "[train-clean")) and "running" in m for m in messages)
     work = tmp_path / "work"
     candidates, record = image_set(work / "candidates")
     assert len(candidates) == 3 and record["alignment"] == sorted(record["alignment"], reverse=True)
@@ -81,3 +88,10 @@ def test_poison_settings_refuse_bad_experiments():
     with pytest.raises(ValueError, match="counts must rise from 0"):
         PoisonSettings(counts=(25, 50))
     assert PoisonSettings(concept=5, destination=19).related_concepts == (0, 1, 3, 4, 6, 8, 9)
+
+
+def test_poison_kinds_flag_is_for_a_poisoning_config(capsys):
+    from sfumato.cli import main
+
+    assert main(["evaluate", "--config", "mini-quick", "--poison-kinds", "poison", "--quiet"]) == 2
+    assert "--poison-kinds is for a poisoning config" in capsys.readouterr().err

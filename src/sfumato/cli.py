@@ -201,6 +201,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
+        if args.poison_kinds and config.poison is None:
+            raise ValueError("--poison-kinds is for a poisoning config (mini-poison)")
+        config = config.with_overrides(
+            **{"poison.kinds": None if not args.poison_kinds else tuple(args.poison_kinds.split(","))})
         config = config.with_overrides(
             model=args.model, art=args.art, artist=args.artist, images=args.images, device=args.device,
             clean_only=args.clean_only or None, **{"art_judge.judge_art": args.judge_art},
@@ -361,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-sweep", action="store_true",
                    help="a benchmark's protections at its main intensity only, no frontier sweep: a part of the "
                         "benchmark, to run beside other parts; a later full run reuses it (default: off)")
+    e.add_argument("--poison-kinds", metavar="A,B",
+                   help="a poisoning config's training sets to run, from poison,dirty-label: one per job to run "
+                        "two jobs side by side on one --work (they share the clean model); a last run with "
+                        "both writes the whole report (default: the config's)")
     e.add_argument("--kept-parts", action="store_true",
                    help="a benchmark's report from the parts already kept in REPORT/parts, naming what is "
                         "missing; runs nothing (default: off)")

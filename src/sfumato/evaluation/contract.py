@@ -5,7 +5,8 @@ only when the folder's manifest does not already record the same settings and th
 same inputs (the manifests of the stages it reads), so an interrupted run resumes
 where it stopped, and a rerun with the same settings does nothing. The folder is
 filled under a temporary name and renamed when complete: a half-written stage is
-never mistaken for a finished one.
+never mistaken for a finished one. Jobs that share a work folder take turns at a
+stage (a lock file beside its folder), so the second one reuses what the first built.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import platform
 import shutil
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -79,6 +81,29 @@ def run_stage(stage: str, folder: str | Path, settings: dict, build, *, inputs: 
         `dict`: the stage's manifest, with ``"reused": True`` when nothing was run.
     """
     folder, inputs = Path(folder), list(inputs)
+    with _stage_lock(folder):  # a second process at the same stage waits here, then reuses it
+        return _run_unlocked(stage, folder, settings, build, inputs, log)
+
+
+@contextmanager
+def _stage_lock(folder: Path):
+    """Hold the lock file ``.NAME.lock`` beside a stage's folder (POSIX; a no-op where fcntl is missing).
+
+    Jobs run side by side on one work folder (two benchmark parts, say) then share a stage
+    neither has yet instead of both building it into the same ``.partial`` folder.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(f".{folder.name}.lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+        yield
+
+
+def _run_unlocked(stage: str, folder: Path, settings: dict, build, inputs: list[dict], log) -> dict:
     key = _key(stage, settings, inputs)
     if is_current(stage, folder, settings, inputs):
         log(f"[{stage}] reused {folder}")
