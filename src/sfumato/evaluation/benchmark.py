@@ -265,9 +265,11 @@ def benchmark_headline(metrics: dict) -> str:
     rows = [(name, entry["intensities"]["8"]) for name, entry in metrics["protections"].items() if "8" in entry["intensities"]]
     rows.sort(key=lambda row: -(row[1]["protection_success"] or 0))
     worked = rows[0][1]["cases_where_attack_worked"] if rows else 0
+    missing = metrics.get("missing") or []
     return (f"protection success at ±8 levels over the {worked} of {len(metrics['cases'])} case(s) where the clean "
             f"mimic worked: " + ", ".join(f"{name} {_pct(f['protection_success'])} (PSNR {f['psnr_db']:.1f} dB)"
-                                         for name, f in rows) + ".")
+                                         for name, f in rows) + "."
+            + (f" Not measured yet: {len(missing)} part(s) of the benchmark." if missing else ""))
 
 
 def _pct(value) -> str:
