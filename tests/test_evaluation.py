@@ -504,3 +504,17 @@ def test_kept_parts_needs_a_benchmark(capsys):
 
     assert main(["evaluate", "--config", "mini-quick", "--kept-parts", "--quiet"]) == 2
     assert "--kept-parts reports a benchmark's kept parts" in capsys.readouterr().err
+
+
+def test_a_kept_part_ignores_the_art_judge_settings_it_never_used(tmp_path):
+    from sfumato.evaluation.benchmark import _is_current
+
+    (tmp_path / "metrics.json").write_text("{}")
+    kept = {"config": {"art": None, "art_judge": {"held_out": 8}, "lora": {"steps": 1200}}, "model": "m", "judge": "j"}
+    (tmp_path / "part.json").write_text(json.dumps(kept))
+    later = {**kept, "config": {**kept["config"], "art_judge": {"held_out": 8, "negative_styles": 26}}}
+    assert _is_current(tmp_path, later), "a built-in victim's part never trained an art judge"
+    assert not _is_current(tmp_path, {**later, "config": {**later["config"], "lora": {"steps": 800}}})
+    with_art = {**kept, "config": {**kept["config"], "art": "my-art"}}
+    (tmp_path / "part.json").write_text(json.dumps(with_art))
+    assert not _is_current(tmp_path, {**with_art, "config": {**with_art["config"], "art_judge": {"held_out": 4}}})

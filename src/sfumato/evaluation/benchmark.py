@@ -143,7 +143,17 @@ def _part_key(single: EvaluationConfig) -> dict:
 
 def _is_current(part: Path, key: dict) -> bool:
     record = part / "part.json"
-    return record.is_file() and (part / "metrics.json").is_file() and json.loads(record.read_text()) == key
+    return (record.is_file() and (part / "metrics.json").is_file()
+            and _comparable(json.loads(record.read_text())) == _comparable(key))
+
+
+def _comparable(key: dict) -> dict:
+    """A part key without the settings its evaluation never used: the ``--art`` judge's, for the built-in victims
+    (a setting added to it later must not retire parts that never trained such a judge)."""
+    config = dict(key["config"])
+    if config.get("art") is None:
+        config.pop("art_judge", None)
+    return key | {"config": config}
 
 
 def _speed() -> dict:
