@@ -11,7 +11,7 @@ from sfumato.config import resolve_config
 from sfumato.losses import GlazeLoss, ProtectionInputs, get_loss
 from sfumato.models import VaeEncoder
 from sfumato.optim import optimize_perturbation, project
-from sfumato.resize import resize
+from sfumato.resize import resize, round_trip
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,28 @@ def test_loss_sees_what_the_encoder_sees_through_the_resize_round_trip(encoder, 
     ratio = report["encoder_to_target_after"] / report["encoder_to_target_before"]
     assert ratio <= 0.5
     assert ratio == pytest.approx(report["loss_last"], abs=0.05)
+
+
+@pytest.mark.parametrize("size, trip", [((64, 88), (256, 352)), ((64, 88), (150, 97)), ((64, 88), (64, 88))])
+def test_the_round_trip_as_two_matrices_is_the_two_resizes(size, trip):
+    """The optimiser's view of δ (up to the render's size and back) as R_h δ R_wᵀ: same values, same gradient."""
+    delta = (torch.randn((1, 3, *size), generator=torch.Generator().manual_seed(0)) * 0.03).requires_grad_(True)
+    direct = resize(resize(delta, trip), size)
+    fast = round_trip(size, trip)(delta)
+    torch.testing.assert_close(fast, direct, atol=1e-6, rtol=0)
+    weights = torch.rand(direct.shape, generator=torch.Generator().manual_seed(1))
+    [g_direct] = torch.autograd.grad((direct * weights).sum(), delta)
+    [g_fast] = torch.autograd.grad((fast * weights).sum(), delta)
+    torch.testing.assert_close(g_fast, g_direct, atol=1e-6, rtol=0)
+    if trip != size:
+        assert (fast - delta).abs().max() > 1e-3, "a real round trip blurs δ"
+
+
+def test_a_masked_round_trip_masks_at_the_render_size():
+    mask = torch.zeros(1, 1, 256, 352)
+    mask[..., :128, :] = 1
+    out = round_trip((64, 88), (256, 352), mask)(torch.ones(1, 3, 64, 88))
+    assert out[..., :24, :].min() > 0.99 and out[..., 40:, :].max() < 1e-6
 
 
 @pytest.mark.parametrize("intensity", ["low", "default", "high", 12])

@@ -13,7 +13,7 @@ from .config import CloakConfig
 from .losses import ProtectionInputs, build_loss, latent_distance, needs_denoiser
 from .optim import optimize_perturbation
 from .quality import linf_255, psnr, ssim_region, ssim_sampled
-from .resize import resize, working_size
+from .resize import resize, round_trip, working_size
 
 __all__ = ["CloakResult", "cloak_image", "quantize", "visible_perturbation"]
 
@@ -136,11 +136,8 @@ def cloak_image(
     #    blurs δ, so the loss goes through it; at up to 4x the working size, where its blur has
     #    converged (exact below), so that a step costs the same for a 4000x3000 scan.
     trip_size = tuple(min(f, 4 * w) for f, w in zip(full_size, work_size))
-    trip_mask = None if full_mask is None else resize(full_mask, trip_size)
-
-    def seen(x_adv: torch.Tensor) -> torch.Tensor:
-        up = resize(x_adv - x, trip_size)
-        return (x + resize(up if trip_mask is None else up * trip_mask, work_size)).clamp(0, 1)
+    trip = round_trip(work_size, trip_size, None if full_mask is None else resize(full_mask, trip_size))
+    seen = lambda x_adv: (x + trip(x_adv - x)).clamp(0, 1)  # noqa: E731
 
     budget = config.perceptual_budget(perceptual.name)
     inputs = ProtectionInputs(images=x, target=styled, encoder=encoder, perceptual=perceptual, budget=budget,

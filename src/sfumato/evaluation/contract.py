@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["MANIFEST", "run_stage", "is_current", "read_manifest", "write_images", "read_images", "versions", "hardware"]
+__all__ = ["MANIFEST", "run_stage", "stage_lock", "is_current", "read_manifest", "write_images", "read_images", "versions", "hardware"]
 
 MANIFEST = "manifest.json"
 
@@ -81,16 +81,17 @@ def run_stage(stage: str, folder: str | Path, settings: dict, build, *, inputs: 
         `dict`: the stage's manifest, with ``"reused": True`` when nothing was run.
     """
     folder, inputs = Path(folder), list(inputs)
-    with _stage_lock(folder):  # a second process at the same stage waits here, then reuses it
+    with stage_lock(folder):  # a second process at the same stage waits here, then reuses it
         return _run_unlocked(stage, folder, settings, build, inputs, log)
 
 
 @contextmanager
-def _stage_lock(folder: Path):
+def stage_lock(folder: Path):
     """Hold the lock file ``.NAME.lock`` beside a stage's folder (POSIX; a no-op where fcntl is missing).
 
     Jobs run side by side on one work folder (two benchmark parts, say) then share a stage
-    neither has yet instead of both building it into the same ``.partial`` folder.
+    neither has yet instead of both building it into the same ``.partial`` folder. Folders
+    built outside :func:`run_stage` (the corpora) take the same lock.
     """
     try:
         import fcntl

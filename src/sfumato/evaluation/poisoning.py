@@ -23,7 +23,7 @@ import torch
 
 from ..corpus import CorpusConfig, artist_token, build_corpus, load_images, read_manifest
 from .config import KINDS, PoisonSettings
-from .contract import hardware, run_stage, versions
+from .contract import hardware, run_stage, stage_lock, versions
 from .fingerprint import FINETUNE_PARTS, model_fingerprint
 from .metrics import judged_shares
 from .stages import _write_set, image_set, stage_finetune, stage_generate
@@ -117,8 +117,10 @@ def _corpora(config, work: Path) -> tuple[Path, Path]:
         return Path(config.corpus) / "pretrain", Path(config.corpus) / "concepts"
     p = config.poison
     pretrain, unseen = work / "corpus-pretrain", work / "corpus-concepts"
-    build_corpus(pretrain, CorpusConfig(splits=("pretrain",)))
-    build_corpus(unseen, CorpusConfig(splits=("judge", "eval"), styles=(p.concept, p.destination)))
+    for folder, corpus in ((pretrain, CorpusConfig(splits=("pretrain",))),
+                           (unseen, CorpusConfig(splits=("judge", "eval"), styles=(p.concept, p.destination)))):
+        with stage_lock(folder):  # the other kind's job, side by side, waits and reuses it
+            build_corpus(folder, corpus)
     return pretrain, unseen
 
 

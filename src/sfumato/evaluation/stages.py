@@ -22,7 +22,7 @@ from ..corpus import CorpusConfig, artist_token, build_corpus, load_images, read
 from ..finetune import LoraSettings, finetune_lora, generate, load_lora, save_lora
 from ..targets import NUM_STYLES
 from .config import GenerateSettings, ProtectSettings
-from .contract import read_images, write_images
+from .contract import read_images, stage_lock, write_images
 from .metrics import frechet_distance, judged_shares, summary, visibility
 
 __all__ = ["VICTIM_CORPUS", "victim_corpus", "image_set", "stage_art", "stage_protect", "stage_countermeasure",
@@ -36,7 +36,8 @@ VICTIM_CORPUS = CorpusConfig(crops_per_split=8, seed=0, splits=("victim",))
 def victim_corpus(corpus: Path, victim: int) -> Path:
     """Build (or reuse) one victim's images under ``corpus/artistNN``; returns that folder."""
     folder = Path(corpus) / artist_token(victim)
-    build_corpus(folder, replace(VICTIM_CORPUS, styles=(victim,)))
+    with stage_lock(folder):  # jobs side by side may need the same victim
+        build_corpus(folder, replace(VICTIM_CORPUS, styles=(victim,)))
     return folder
 
 
