@@ -13,7 +13,7 @@ from sfumato.cli import main
 from sfumato.cloak import cloak_image
 from sfumato.config import resolve_config
 from sfumato.models import VaeEncoder
-from sfumato.poison import Anchor, check_concepts, concept_prompt
+from sfumato.poison import Anchor, check_concepts, concept_prompt, poison_config
 
 FAST = ["--quality", "3", "--quiet"]
 
@@ -26,6 +26,15 @@ def test_concepts_are_checked():
         with pytest.raises(ValueError, match=match):
             check_concepts(concept, destination)
     assert concept_prompt(" artist05 ") == "a painting by artist05"
+
+
+def test_a_poison_conditions_on_its_concepts_caption_and_needs_a_target():
+    """A denoiser-aware poison reads the image as the trainer will: under the caption of A, not a generic one."""
+    config = poison_config("artist05", objective="style-dm")
+    assert config.protection == "style-dm" and config.caption == "a painting by artist05"
+    assert config.caption != resolve_config(protection="style-dm").caption
+    with pytest.raises(ValueError, match="no target"):
+        poison_config("artist05", objective="advdm")
 
 
 def test_the_anchor_is_resized_to_what_the_optimiser_sees():

@@ -87,6 +87,8 @@ def test_poison_settings_refuse_bad_experiments():
         PoisonSettings(concept=2, destination=19)  # artist02 is a held-out victim, not a pretraining artist
     with pytest.raises(ValueError, match="counts must rise from 0"):
         PoisonSettings(counts=(25, 50))
+    with pytest.raises(ValueError, match="no target to point the poison at"):
+        PoisonSettings(objective="advdm")
     assert PoisonSettings(concept=5, destination=19).related_concepts == (0, 1, 3, 4, 6, 8, 9)
 
 

@@ -104,14 +104,11 @@ def _out_and_inputs(args) -> tuple[Path, list[Path]]:
 
 def cmd_poison(args: argparse.Namespace) -> int:
     stay_offline(args.online)
-    from .poison import Anchor, check_concepts, concept_prompt
+    from .poison import Anchor, check_concepts, concept_prompt, poison_config
 
     # 1. Check every setting and the inputs' names before any work.
     try:
-        config = resolve_config(args.intensity, args.quality, protection=args.objective)
-        if not PROTECTIONS[args.objective].targeted:
-            raise ValueError(f"objective {args.objective!r} has no target to point the poison at; use one of "
-                             + ", ".join(k for k, v in PROTECTIONS.items() if v.targeted))
+        config = poison_config(args.concept, args.intensity, args.quality, args.objective)
         check_concepts(args.concept, args.destination, args.model)
         check_device(args.device)
     except (ValueError, ModelLoadError) as err:

@@ -27,7 +27,7 @@ import torch
 
 from .resize import resize
 
-__all__ = ["Anchor", "check_concepts", "concept_prompt", "anchor_images", "caption_alignment", "PROMPT_TEMPLATE"]
+__all__ = ["Anchor", "check_concepts", "concept_prompt", "poison_config", "anchor_images", "caption_alignment", "PROMPT_TEMPLATE"]
 
 #: The prompt that names a concept: sfumato-mini's concepts are its artists' words.
 PROMPT_TEMPLATE = "a painting by {concept}"
@@ -58,6 +58,21 @@ def check_concepts(concept: str, destination: str, model: str = "mini") -> None:
 def concept_prompt(concept: str, template: str = PROMPT_TEMPLATE) -> str:
     """The caption or prompt that names ``concept``."""
     return template.format(concept=concept.strip())
+
+
+def poison_config(concept: str, intensity="default", quality="default", objective: str = "glaze"):
+    """The cloak's settings for poisoning images of ``concept``: a targeted objective, and the concept's
+    caption as the text a denoiser-aware objective conditions on (the caption the trainer will see)."""
+    from dataclasses import replace
+
+    from .config import resolve_config
+    from .losses import PROTECTIONS
+
+    config = resolve_config(intensity, quality, protection=objective)
+    if not PROTECTIONS[objective].targeted:
+        raise ValueError(f"objective {objective!r} has no target to point the poison at; use one of "
+                         + ", ".join(k for k, v in PROTECTIONS.items() if v.targeted))
+    return replace(config, caption=concept_prompt(concept))
 
 
 @torch.no_grad()

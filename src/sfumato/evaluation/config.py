@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ..config import resolve_config
-from ..corpus import PRETRAIN_STYLES, VICTIM_STYLES
+from ..corpus import PRETRAIN_STYLES, VICTIM_STYLES, artist_token
 from ..finetune import LoraSettings
 from .art_judge import ArtJudgeSettings
 
@@ -137,7 +137,7 @@ class PoisonSettings:
     related: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        from ..config import resolve_config
+        from ..poison import poison_config
 
         if {self.concept, self.destination} - set(PRETRAIN_STYLES) or self.concept == self.destination:
             raise ValueError(f"concept and destination must be two different pretraining artists "
@@ -148,7 +148,7 @@ class PoisonSettings:
             raise ValueError(f"kinds must be among {list(KINDS)}, got {list(self.kinds)}")
         if not 1 <= self.clean_pairs <= 120 * len(PRETRAIN_STYLES):
             raise ValueError(f"clean_pairs must be 1 to {120 * len(PRETRAIN_STYLES)} (the pretraining corpus)")
-        resolve_config(self.intensity, self.quality, protection=self.objective)
+        poison_config(artist_token(self.concept), self.intensity, self.quality, self.objective)  # raises early
 
     @property
     def related_concepts(self) -> tuple[int, ...]:

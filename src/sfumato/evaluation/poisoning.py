@@ -61,12 +61,11 @@ def stage_candidates(folder: Path, corpus: Path, *, concept: int, count: int, mo
 def stage_poison_set(folder: Path, candidates: Path, *, settings: PoisonSettings, model: str, seed: int) -> dict:
     """Each candidate cloaked towards its own anchor of B (the model's own image of B), captioned A."""
     from ..api import Cloaker
-    from ..config import resolve_config
-    from ..poison import Anchor
+    from ..poison import Anchor, poison_config
 
     images, record = image_set(candidates)
     cloaker = Cloaker(model)
-    config = resolve_config(settings.intensity, settings.quality, protection=settings.objective)
+    config = poison_config(artist_token(settings.concept), settings.intensity, settings.quality, settings.objective)
     anchors = cloaker.anchors(artist_token(settings.destination), len(images), seed=seed)
     poisoned, figures = [], []
     for k, image in enumerate(images):

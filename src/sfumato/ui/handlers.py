@@ -19,7 +19,7 @@ from ..api import Cloaker
 from ..cloak import visible_perturbation
 from ..config import resolve_config
 from ..io import ImageError, load_image, to_uint8
-from ..poison import Anchor, check_concepts, concept_prompt
+from ..poison import Anchor, check_concepts, concept_prompt, poison_config
 from ..resize import fit_to_grid
 
 __all__ = ["Limits", "ModelPool", "Cloaked", "Batch", "check_uploads", "cloak_uploads", "style_thumbnails"]
@@ -161,8 +161,11 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
     reported in ``Batch.errors`` and the others go on.
     ``progress(name, index, count, step, steps)`` is called after each optimiser step.
     """
-    config = resolve_config(intensity, "preview" if preview else quality, protection=protection)  # bad settings raise
-    if poison is not None:
+    quality = "preview" if preview else quality
+    if poison is None:
+        config = resolve_config(intensity, quality, protection=protection)  # bad settings raise
+    else:
+        config = poison_config(poison[0], intensity, quality, protection)
         check_concepts(*poison, model=model)
     files, errors = check_uploads(paths, limits)
     cloaker = pool.cloaker(model)
