@@ -285,6 +285,18 @@ def test_same_name_uploaded_twice_gets_two_outputs(tmp_path, tiny_vae_dir):
     assert all(r.sidecar.is_file() for r in batch.results) and not batch.errors
 
 
+def test_a_robust_cloak_is_recorded_in_the_sidecar(tmp_path, tiny_vae_dir):
+    from sfumato.ui.handlers import ModelPool, cloak_uploads
+
+    (tmp_path / "in").mkdir()
+    image = (make_artwork(64, 64, seed=6).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    Image.fromarray(image).save(tmp_path / "in" / "art.png")
+    batch = cloak_uploads(ModelPool(), [tmp_path / "in" / "art.png"], tmp_path / "out", model=str(tiny_vae_dir),
+                          quality="2", target="3", robust=True)
+    sidecar = json.loads(batch.results[0].sidecar.read_text())
+    assert not batch.errors and sidecar["config"]["robust"] is True and sidecar["robust"] is True
+
+
 def test_a_denoiser_protection_cloaks_on_a_tiny_pipeline(tmp_path, tiny_pipeline_dir):
     from sfumato.ui.handlers import ModelPool, cloak_uploads
 

@@ -80,6 +80,17 @@ def test_same_seed_same_bytes(tmp_path, tiny_vae_dir):
     assert outputs[0] != outputs[2]
 
 
+def test_robust_cloak_from_the_command_line_is_repeatable(tmp_path, tiny_vae_dir):
+    src = _save(tmp_path / "art.png", seed=2)
+    written = []
+    for run, flags in (("a", ["--robust"]), ("b", ["--robust"]), ("c", [])):
+        out = tmp_path / run
+        assert main(["cloak", str(src), "--out", str(out), "--model", str(tiny_vae_dir), *flags, *FAST]) == 0
+        written.append((out / "art.cloaked.png").read_bytes())
+        assert json.loads((out / "art.cloak.json").read_text())["config"]["robust"] is bool(flags)
+    assert written[0] == written[1] != written[2]
+
+
 def test_alpha_preserved_bit_exact(tmp_path, out_dir, tiny_vae_dir):
     src = _save(tmp_path / "sprite.png", mode="RGBA", seed=2)
     assert main(["cloak", str(src), "--out", str(out_dir), "--model", str(tiny_vae_dir), *FAST]) == 0

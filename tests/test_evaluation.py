@@ -340,12 +340,15 @@ def test_shipped_configs_load(tmp_path):
     bad.write_text('[protect]\ncountermeasure = "jpeg"\n')
     with pytest.raises(ValueError, match="countermeasure"):
         load_config(bad)
-    with pytest.raises(ValueError, match="shipped presets: mini-bench, mini-full, mini-poison, mini-quick, sd15-gpu"):
+    with pytest.raises(ValueError, match="shipped presets: mini-bench, mini-counter, mini-full, mini-poison, mini-quick, sd15-gpu"):
         load_config("mini-nothing")
     with pytest.raises(ValueError, match="held-out artists"):
         EvaluationConfig(victims=(3,))
     poison = load_config("mini-poison")
     assert poison.poison.clean_pairs >= 2000 and max(poison.poison.counts) <= 200 and poison.lora.full_unet
+    counter, bench = load_config("mini-counter"), load_config("mini-bench")
+    assert counter.cases == bench.cases and counter.lora == bench.lora and counter.generate == bench.generate
+    assert counter.matrix.countermeasures[0] == "none" and counter.matrix.robust == (False, True)
 
 
 def test_cli_evaluate_on_a_local_pipeline(tiny_pipeline_dir, art_dir, tmp_path, capsys):
@@ -518,3 +521,49 @@ def test_a_kept_part_ignores_the_art_judge_settings_it_never_used(tmp_path):
     with_art = {**kept, "config": {**kept["config"], "art": "my-art"}}
     (tmp_path / "part.json").write_text(json.dumps(with_art))
     assert not _is_current(tmp_path, {**with_art, "config": {**with_art["config"], "art_judge": {"held_out": 4}}})
+
+
+def test_a_kept_part_matches_a_key_with_a_setting_added_later_at_its_old_behaviour(tmp_path):
+    from sfumato.evaluation.benchmark import _is_current
+
+    (tmp_path / "metrics.json").write_text("{}")
+    kept = {"config": {"art": None, "protect": {"protection": "glaze", "flips": False}}, "model": "m", "judge": "j"}
+    (tmp_path / "part.json").write_text(json.dumps(kept))
+    now = {**kept, "config": {**kept["config"], "protect": {"protection": "glaze", "flips": False, "robust": False}}}
+    assert _is_current(tmp_path, now), "robust = False computes what the kept part computed"
+    robust = {**now, "config": {**now["config"], "protect": {**now["config"]["protect"], "robust": True}}}
+    assert not _is_current(tmp_path, robust)
+
+
+def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pipeline_dir, victim_corpus, tmp_path):
+    from sfumato.evaluation.config import MatrixSettings
+    from sfumato.evaluation.matrix import run_matrix
+
+    config = _tiny_config(tiny_pipeline_dir, cases=((2, 0),), corpus=str(victim_corpus),
+                          matrix=MatrixSettings(protections=("glaze",), robust=(False, True),
+                                                countermeasures=("none", "diffpure:0.5")))
+    messages = []
+    metrics = run_matrix(config, tmp_path / "work", tmp_path / "report", log=messages.append)
+    assert sum("[countermeasure-clean] running" in m for m in messages) == 1, "one clean side per column"
+    assert sum("[finetune-clean] running" in m for m in messages) == 2, "the plain clean side and the cleaned one"
+    assert sum("[protect] running" in m for m in messages) == 2, "a plain and a robust cloak, each made once"
+    case = tmp_path / "work" / "artist02-seed0"
+    for folder in ("protect", "protect-robust", "countermeasure-clean-cm-diffpure0p5", "countermeasure-robust-cm-diffpure0p5",
+                   "finetune-cloaked-robust-cm-diffpure0p5", "finetune-clean-cm-diffpure0p5", "finetune-clean"):
+        assert (case / folder / "manifest.json").is_file(), folder
+    art, _ = image_set(case / "art")
+    cleaned, record = image_set(case / "countermeasure-clean-cm-diffpure0p5")  # the mimic cleans the originals too
+    assert record["countermeasure"] == "diffpure:0.5" and (cleaned - art).abs().mean() > 0.01
+    assert metrics["rows"] == ["glaze", "glaze+robust"] and metrics["columns"] == ["none", "diffpure:0.5"]
+    cell = metrics["matrix"]["glaze+robust"]["diffpure:0.5"]
+    assert set(cell) >= {"protection_success", "cases_where_attack_worked", "per_case", "psnr_db"}
+    assert 0 <= metrics["clean"]["diffpure:0.5"]["mimicry_success"] <= 1
+    best = metrics["matrix"]["glaze"]["best"]
+    assert set(best["chosen"].values()) <= {"none", "diffpure:0.5"}
+    assert best["cases_where_attack_worked"] == metrics["clean"]["none"]["cases_where_attack_worked"]
+    assert "verdict" in metrics and (tmp_path / "report" / "matrix.png").is_file()
+    assert "| glaze+robust |" in (tmp_path / "report" / "report.md").read_text()
+    # A later run with only the kept parts reuses every cell.
+    messages.clear()
+    again = run_matrix(config, tmp_path / "work", tmp_path / "report", log=messages.append, kept_parts_only=True)
+    assert sum("[part] reused" in m for m in messages) == 4 and again["matrix"] == metrics["matrix"]

@@ -26,7 +26,8 @@ def cmd_cloak(args: argparse.Namespace) -> int:
     stay_offline(args.online)
     # 1. Check every setting and the inputs' names before any work.
     try:
-        config = resolve_config(args.intensity, args.quality, protection=args.protection, flips=args.flips)
+        config = resolve_config(args.intensity, args.quality, protection=args.protection, flips=args.flips,
+                                robust=args.robust)
         target_spec = parse_target(args.target)
         check_device(args.device, torch.float16 if args.half else torch.float32)
     except (ValueError, ModelLoadError) as err:
@@ -200,6 +201,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         if args.poison_kinds and config.poison is None:
             raise ValueError("--poison-kinds is for a poisoning config (mini-poison)")
+        if args.countermeasures and config.matrix is None:
+            raise ValueError("--countermeasures is for a countermeasure matrix config (mini-counter)")
         config = config.with_overrides(
             **{"poison.kinds": None if not args.poison_kinds else tuple(args.poison_kinds.split(","))})
         config = config.with_overrides(
@@ -210,13 +213,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             **{"protect.intensity": args.intensity, "protect.quality": args.quality, "protect.target": args.target,
                "protect.countermeasure": args.countermeasure, "protect.protection": args.protection,
                "protect.budget_scale": args.budget_scale, "protect.flips": args.flips or None,
+               "protect.robust": args.robust or None,
                "lora.steps": args.lora_steps,
                "lora.rank": args.lora_rank, "generate.images_per_prompt": args.images_per_prompt,
                "benchmark.protections": None if args.protections is None else tuple(args.protections.split(",")),
+               "matrix.countermeasures": None if args.countermeasures is None
+               else tuple(args.countermeasures.split(",")),
                "benchmark.sweep_intensities": () if args.no_sweep and (config.benchmark or args.protections) else None})
-        if args.kept_parts and config.benchmark is None:
+        if args.kept_parts and config.benchmark is None and config.matrix is None:
             raise ValueError("--kept-parts reports a benchmark's kept parts; give a benchmark config "
-                             "(mini-bench) or --protections")
+                             "(mini-bench, mini-counter) or --protections")
         check_device(config.device)
     except (ValueError, ModelLoadError) as err:
         _error(str(err))
@@ -233,6 +239,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
             metrics = run_poisoning(config, work, report, log=log)
             print(f"verdict: {metrics['verdict']}\nreport: {report / 'report.md'}")
+            return 0
+        if config.matrix is not None and not config.clean_only:
+            from .evaluation.matrix import run_matrix
+
+            metrics = run_matrix(config, work, report, accelerator=accelerator, log=log,
+                                 kept_parts_only=args.kept_parts)
+            if accelerator.is_main_process:
+                print(f"verdict: {metrics['verdict']}\nreport: {report / 'report.md'}")
             return 0
         if config.benchmark is not None and not config.clean_only:  # clean-only: the cases' shared clean side
             from .evaluation.benchmark import run_benchmark
@@ -293,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--flips", action="store_true",
                    help="also optimise the mirror image, which mimics train on as well; twice the time "
                         "(default: off: not yet measured to protect more)")
+    c.add_argument("--robust", action="store_true",
+                   help="optimise in expectation over what a mimic may do to the image first (noise, resizing, "
+                        "blur, JPEG); the same cost per step (default: off)")
     c.add_argument("--model", default="mini",
                    help="mini, a Stable Diffusion hub id or a local diffusers folder (default: mini, built in)")
     c.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes (default: 0)")
@@ -359,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare these protections on the same cases, one report (default: the config's [benchmark], if any)")
     e.add_argument("--flips", action="store_true",
                    help="cloak the mirror image too, as sfumato cloak --flips (default: the config's, off)")
+    e.add_argument("--robust", action="store_true",
+                   help="robust cloaks, as sfumato cloak --robust (default: the config's, off)")
     e.add_argument("--no-sweep", action="store_true",
                    help="a benchmark's protections at its main intensity only, no frontier sweep: a part of the "
                         "benchmark, to run beside other parts; a later full run reuses it (default: off)")
@@ -374,8 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiply the cloak's perceptual budget (default: the config's, 1 = calibrated)")
     e.add_argument("--quality", help="cloak render quality, as sfumato cloak (default: the config's)")
     e.add_argument("--target", help="cloak target, as sfumato cloak (default: the config's)")
-    e.add_argument("--countermeasure", help="none, jpeg:QUALITY or blur:SIGMA, applied to the cloaked images "
-                                            "(default: the config's, none)")
+    e.add_argument("--countermeasure",
+                   help="what the mimic does to every scraped image, cloaked and clean, before fine-tuning: none, "
+                        "jpeg:Q, blur:S, noise:S, resize:F, upscale:S (noisy upscaling), diffpure:T or impress "
+                        "(default: the config's, none)")
+    e.add_argument("--countermeasures", metavar="A,B",
+                   help="a countermeasure matrix's columns to run (mini-counter): a part beside others; a later "
+                        "full run reuses it (default: the config's)")
     e.add_argument("--clean-only", action="store_true",
                    help="run the clean side only: the mimic on the originals, no cloak (default: off; a later "
                         "full run in the same --work reuses it)")

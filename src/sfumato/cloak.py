@@ -14,6 +14,7 @@ from .losses import ProtectionInputs, build_loss, latent_distance, needs_denoise
 from .optim import optimize_perturbation
 from .quality import linf_255, psnr, ssim_region, ssim_sampled
 from .resize import resize, round_trip, working_size
+from .robust import RandomView
 
 __all__ = ["CloakResult", "cloak_image", "quantize", "visible_perturbation"]
 
@@ -116,6 +117,8 @@ def cloak_image(
         raise ValueError(f"image is {image.shape[-1]}x{image.shape[-2]}; both sides need at least 64 px")
     if needs_denoiser(config.protection) and denoiser is None:
         raise ValueError(f"protection {config.protection!r} attacks the denoiser; pass the model's denoiser")
+    if config.robust and generator is None:
+        raise ValueError("a robust cloak draws its transformations at random: pass a torch.Generator")
     started = time.perf_counter()
     device = encoder.device
     full = image[None].to(device)  # (1, 3, H, W)
@@ -140,17 +143,22 @@ def cloak_image(
     seen = lambda x_adv: (x + trip(x_adv - x)).clamp(0, 1)  # noqa: E731
 
     budget = config.perceptual_budget(perceptual.name)
-    inputs = ProtectionInputs(images=x, target=styled, encoder=encoder, perceptual=perceptual, budget=budget,
+    view = RandomView(encoder, generator) if config.robust else encoder  # the mimic's cleaning, drawn per step
+    inputs = ProtectionInputs(images=x, target=styled, encoder=view, perceptual=perceptual, budget=budget,
                               alpha=config.alpha, denoiser=denoiser, caption=config.caption, generator=generator)
     protection_loss = build_loss(config.protection, inputs)
     objective = lambda x_adv: protection_loss(seen(x_adv))  # noqa: E731
     if config.flips:  # the mimic also trains on the mirror image: optimise both views
         mirrored = build_loss(config.protection, replace(inputs, images=x.flip(-1), target=styled.flip(-1)))
         objective = lambda x_adv: 0.5 * (protection_loss(seen(x_adv)) + mirrored(seen(x_adv).flip(-1)))  # noqa: E731
+    if config.robust:
+        view.start()
     result = optimize_perturbation(
         x, objective, epsilon=config.epsilon, steps=config.steps,
         step_size=config.step_size, mask=work_mask, generator=generator, callback=callback,
     )
+    if config.robust:
+        view.stop()
 
     # 3. Carry δ to full size, quantise, and hold the perceptual budget after quantisation.
     delta = resize(result.delta, full_size).clamp(-config.epsilon, config.epsilon)  # bilinear keeps the cap
@@ -191,6 +199,7 @@ def cloak_image(
             "encoder_to_original_after": float(latent_distance(z_cloaked, z_x)),
             "delta_scale": scale,
             "steps": config.steps,
+            "robust": config.robust,
             "loss_first": result.losses[0],
             "loss_last": result.losses[-1],
             "seconds": time.perf_counter() - started,

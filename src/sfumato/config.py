@@ -76,6 +76,9 @@ class CloakConfig:
             it evens the two views (the mirror image's latents come 10.8 % of the way to the
             target instead of 8.5 %) but does not make the change consistent (cosine 0.41), so
             it is off until a mimicry run shows it protects more.
+        robust (`bool`, defaults to False): optimise in expectation over what a mimic may do to
+            the image first (noise, a resize round trip, blur, JPEG; :mod:`sfumato.robust`), one
+            random transformation per step in front of the encoder. Needs a generator.
     """
 
     max_levels: float = 8.0
@@ -87,6 +90,7 @@ class CloakConfig:
     protection: str = "glaze"
     caption: str = "a painting"
     flips: bool = False
+    robust: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_levels <= 64:

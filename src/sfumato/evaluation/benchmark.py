@@ -34,7 +34,7 @@ from .report import ATTACK_WORKS, _palette
 from .run import case_folders, cases, run_evaluation
 from .stages import image_set
 
-__all__ = ["run_benchmark", "write_benchmark_report", "benchmark_headline", "SPEED_FILE"]
+__all__ = ["run_benchmark", "run_part", "write_benchmark_report", "benchmark_headline", "SPEED_FILE"]
 
 #: Seconds and peak memory per 128 px image, measured by ``benchmarks/bench_cloak.py`` in fresh processes.
 SPEED_FILE = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "protections-mini-cpu" / "results.json"
@@ -89,22 +89,13 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
     runs, figures, missing = {}, {}, []
 
     def evaluate(protection: str, intensity: str) -> None:
-        single = _single(config, protection, intensity)
         log(f"=== {protection} at intensity {intensity}")
-        part, key = parts / f"{protection}-{intensity}", _part_key(single)
-        if _is_current(part, key):
-            log(f"[part] reused {part}")
-            metrics = json.loads((part / "metrics.json").read_text())
-        elif kept_parts_only:
-            log(f"[part] missing {part}")
+        metrics = run_part(_single(config, protection, intensity), parts / f"{protection}-{intensity}", work,
+                           accelerator=accelerator, log=log, kept_only=kept_parts_only,
+                           grid=_levels(intensity) == _levels(bench.intensities[0]))
+        if metrics is None:
             missing.append(f"{protection} at ±{_levels(intensity)}")
             return
-        else:
-            metrics = run_evaluation(single, work, part, accelerator=accelerator, log=log, case_figures=1)
-            if metrics:
-                if _levels(intensity) == _levels(bench.intensities[0]):
-                    grid_rows(single, work, part)
-                (part / "part.json").write_text(json.dumps(key, indent=1) + "\n")  # last: the part is whole
         if metrics:  # empty on the processes other than the main one
             runs[(protection, intensity)] = metrics
             figures.setdefault(protection, {})[_levels(intensity)] = _figures(metrics, config.images,
@@ -133,6 +124,30 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
     return write_benchmark_report(config, runs, figures, report_dir, missing=missing)
 
 
+def run_part(single: EvaluationConfig, part: Path, work: Path, *, accelerator=None, log=print, kept_only: bool = False,
+             grid: bool = False) -> dict | None:
+    """One evaluation of a comparison, kept as a part of its report (``part``: its folder).
+
+    A kept part whose ``part.json`` matches the evaluation's settings, the model's weights and the
+    judge's is reused; otherwise the evaluation runs (``grid``: and draws its row of the grid), unless
+    ``kept_only``, which returns None for a missing part. Returns the part's ``metrics.json`` (empty
+    on the processes other than the main one).
+    """
+    key = _part_key(single)
+    if _is_current(part, key):
+        log(f"[part] reused {part}")
+        return json.loads((part / "metrics.json").read_text())
+    if kept_only:
+        log(f"[part] missing {part}")
+        return None
+    metrics = run_evaluation(single, work, part, accelerator=accelerator, log=log, case_figures=1)
+    if metrics:
+        if grid:
+            grid_rows(single, work, part)
+        (part / "part.json").write_text(json.dumps(key, indent=1) + "\n")  # last: the part is whole
+    return metrics
+
+
 def _part_key(single: EvaluationConfig) -> dict:
     """What a kept part must match to stand for an evaluation: its settings, the model's weights, the judge's."""
     from ..judge import JUDGE_WEIGHTS
@@ -147,12 +162,19 @@ def _is_current(part: Path, key: dict) -> bool:
             and _comparable(json.loads(record.read_text())) == _comparable(key))
 
 
+#: Settings added after parts were kept, at the value that computes what those parts computed.
+_ADDED_LATER = {"protect": {"robust": False}}
+
+
 def _comparable(key: dict) -> dict:
     """A part key without the settings its evaluation never used: the ``--art`` judge's, for the built-in victims
-    (a setting added to it later must not retire parts that never trained such a judge)."""
+    (a setting added to it later must not retire parts that never trained such a judge), and settings added
+    later while they keep their old behaviour (:data:`_ADDED_LATER`)."""
     config = dict(key["config"])
     if config.get("art") is None:
         config.pop("art_judge", None)
+    for section, defaults in _ADDED_LATER.items():
+        config[section] = {k: v for k, v in config.get(section, {}).items() if defaults.get(k, object()) != v}
     return key | {"config": config}
 
 

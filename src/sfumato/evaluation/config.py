@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ..config import resolve_config
+from ..countermeasures import KINDS, parse_countermeasure
 from ..corpus import PRETRAIN_STYLES, VICTIM_STYLES, artist_token
 from ..finetune import LoraSettings
 from .art_judge import ArtJudgeSettings
@@ -17,13 +18,13 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["ProtectSettings", "GenerateSettings", "BenchmarkSettings", "PoisonSettings", "EvaluationConfig", "load_config",
-           "COUNTERMEASURES", "PRESETS"]
+           "COUNTERMEASURES", "PRESETS", "MatrixSettings"]
 
 #: Ready configs shipped with sfumato: ``mini-quick``, ``mini-full``, ``sd15-gpu``.
 PRESETS = Path(__file__).parent / "configs"
 
-#: Countermeasures a mimic may apply to scraped images before fine-tuning ("none", "jpeg:Q", "blur:SIGMA").
-COUNTERMEASURES = ("none", "jpeg", "blur")
+#: Countermeasures a mimic may apply to scraped images before fine-tuning (:mod:`sfumato.countermeasures`).
+COUNTERMEASURES = tuple(KINDS)
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,14 @@ class ProtectSettings:
         intensity (`str`): ``low``, ``default``, ``high`` or an L∞ cap in 8-bit levels.
         quality (`str`): ``preview``, ``faster``, ``default``, ``slower`` or a number of steps.
         target (`str`): ``auto``, a built-in style ``0``-``25``, or a style image path.
-        countermeasure (`str`): ``none``, ``jpeg:QUALITY`` or ``blur:SIGMA``, applied by the
-            mimic to the cloaked images before fine-tuning.
+        countermeasure (`str`): what the mimic does to every scraped image before fine-tuning, the
+            cloaked ones and, for the clean baseline, the originals: ``none`` or a spec of
+            :mod:`sfumato.countermeasures` (``jpeg:Q``, ``blur:S``, ``noise:S``, ``resize:F``,
+            ``upscale:S``, ``diffpure:T``, ``impress``).
         budget_scale (`float`): multiplies the perceptual budget (``CloakConfig.budget_scale``);
             1 keeps the calibrated one.
         flips (`bool`): optimise the mirror image too (``CloakConfig.flips``).
+        robust (`bool`): optimise in expectation over the mimic's cleaning (``CloakConfig.robust``).
     """
 
     protection: str = "glaze"
@@ -49,13 +53,12 @@ class ProtectSettings:
     countermeasure: str = "none"
     budget_scale: float = 1.0
     flips: bool = False
+    robust: bool = False
 
     def __post_init__(self) -> None:
         resolve_config(self.intensity, self.quality, protection=self.protection,
                        budget_scale=self.budget_scale)  # raises on a bad setting
-        kind, _, value = self.countermeasure.partition(":")
-        if kind not in COUNTERMEASURES or (kind != "none") != bool(value):
-            raise ValueError(f"countermeasure must be none, jpeg:QUALITY or blur:SIGMA, got {self.countermeasure!r}")
+        parse_countermeasure(self.countermeasure)
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,33 @@ class BenchmarkSettings:
             resolve_config(intensity)
         if not self.protections or not self.intensities or self.sweep_best < 0:
             raise ValueError("a benchmark needs protections and intensities, and sweep_best >= 0")
+
+
+@dataclass(frozen=True)
+class MatrixSettings:
+    """The adaptive mimic: protections, plain and robust, against each countermeasure (``[matrix]``).
+
+    Args:
+        protections (`tuple[str, ...]`): the protections, each a row (and a ``+robust`` row).
+        robust (`tuple[bool, ...]`): which of plain (False) and robust (True) cloaks to run.
+        countermeasures (`tuple[str, ...]`): the columns (``none`` among them for ``best`` and the verdict);
+            each applied by the mimic to the cloaked images and, for the clean baseline, to the originals.
+        intensity (`str`): the cloaks' intensity.
+    """
+
+    protections: tuple[str, ...] = ("glaze",)
+    robust: tuple[bool, ...] = (False, True)
+    countermeasures: tuple[str, ...] = ("none", "jpeg:75", "noise:0.05", "resize:2", "upscale:0.1", "diffpure:0.2",
+                                        "impress")
+    intensity: str = "default"
+
+    def __post_init__(self) -> None:
+        for name in self.protections:
+            resolve_config(self.intensity, protection=name)  # raises on an unknown protection or intensity
+        for spec in self.countermeasures:
+            parse_countermeasure(spec)
+        if not self.protections or not self.robust or not self.countermeasures:
+            raise ValueError("a countermeasure matrix needs protections, robust settings and countermeasures")
 
 
 #: The two ways of poisoning a concept: Nightshade's, and dirty-label (another concept's images, mis-captioned).
@@ -189,6 +219,8 @@ class EvaluationConfig:
             is refused (``[art_judge]`` in TOML; unused for the built-in victims).
         poison (`PoisonSettings`, *optional*): a poisoning experiment instead of a mimicry test
             (``[poison]`` in TOML; ``sfumato evaluate --config mini-poison``).
+        matrix (`MatrixSettings`, *optional*): protections against countermeasures, plain and robust
+            (``[matrix]`` in TOML; ``sfumato evaluate --config mini-counter``).
         clean_only (`bool`): run the clean side only (base and clean-LoRA samples, mimicry figures, no
             cloak); the protected side can follow in the same work folder and reuses those stages.
     """
@@ -212,6 +244,7 @@ class EvaluationConfig:
     benchmark: BenchmarkSettings | None = None
     art_judge: ArtJudgeSettings = field(default_factory=ArtJudgeSettings)
     poison: PoisonSettings | None = None
+    matrix: MatrixSettings | None = None
 
     def __post_init__(self) -> None:
         if self.cases is not None:
@@ -240,6 +273,7 @@ class EvaluationConfig:
                                                                        else [f"i{p.intensity}"])
         parts += [] if p.budget_scale == 1 else [f"b{p.budget_scale:g}"]
         parts += ["flips"] if p.flips else []
+        parts += ["robust"] if p.robust else []
         return "-".join(parts)
 
     def with_overrides(self, **values) -> EvaluationConfig:
@@ -270,7 +304,8 @@ def _coerce(cls, values: dict) -> dict:
             value = tuple(value)
         if name in ("protection", "intensity", "quality", "target") and value is not None:
             value = str(value)
-        if name in ("protections", "intensities", "sweep_intensities", "sweep", "kinds") and value is not None:
+        if name in ("protections", "intensities", "sweep_intensities", "sweep", "kinds",
+                    "countermeasures") and value is not None:
             value = tuple(str(v) for v in value)
         out[name] = value
     return out
@@ -278,7 +313,7 @@ def _coerce(cls, values: dict) -> dict:
 
 def load_config(path: str | Path) -> EvaluationConfig:
     """Read an :class:`EvaluationConfig` from a TOML file (top-level keys plus ``[protect]``,
-    ``[lora]``, ``[generate]``, ``[art_judge]`` and ``[benchmark]`` tables), or a shipped preset by name (``"mini-quick"``)."""
+    ``[lora]``, ``[generate]``, ``[art_judge]``, ``[benchmark]``, ``[poison]`` and ``[matrix]`` tables), or a shipped preset by name (``"mini-quick"``)."""
     path = Path(path)
     if not path.is_file() and (PRESETS / f"{path}.toml").is_file():
         path = PRESETS / f"{path}.toml"
@@ -296,4 +331,6 @@ def load_config(path: str | Path) -> EvaluationConfig:
         parts["benchmark"] = BenchmarkSettings(**_coerce(BenchmarkSettings, data.pop("benchmark")))
     if "poison" in data:
         parts["poison"] = PoisonSettings(**_coerce(PoisonSettings, data.pop("poison")))
+    if "matrix" in data:
+        parts["matrix"] = MatrixSettings(**_coerce(MatrixSettings, data.pop("matrix")))
     return EvaluationConfig(**_coerce(EvaluationConfig, data), **parts)

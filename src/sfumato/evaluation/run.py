@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..corpus import artist_token, load_images, read_manifest
@@ -28,8 +28,8 @@ from .art_judge import ARTIST, check_art_counts, weakness
 from .config import EvaluationConfig
 from .contract import is_current, read_manifest as read_stage, run_stage
 from .fingerprint import FINETUNE_PARTS, PROTECT_PARTS, model_fingerprint
-from .stages import (image_set, stage_art, stage_countermeasure, stage_finetune, stage_generate, stage_judge,
-                     stage_protect, stage_score, victim_corpus)
+from .stages import (image_set, purifier_for, stage_art, stage_countermeasure, stage_finetune, stage_generate,
+                     stage_judge, stage_protect, stage_score, victim_corpus)
 
 __all__ = ["Case", "cases", "model_fingerprint", "run_evaluation"]
 
@@ -87,37 +87,41 @@ def _lora_key(settings) -> dict:
 
 
 def _protect_key(settings) -> dict:
-    """The cloak's settings as a stage records them; ``protection``, ``budget_scale`` and ``flips`` enter only
-    when they are not the defaults, so that cloaks made before they existed (the same computation) are reused."""
-    key = asdict(settings)
-    for name, default in (("protection", "glaze"), ("budget_scale", 1.0), ("flips", False)):
+    """The cloak's settings as a stage records them; ``protection``, ``budget_scale``, ``flips`` and ``robust``
+    enter only when they are not the defaults, so that cloaks made before they existed (the same computation)
+    are reused. The countermeasure comes after the cloak and never changes it: every key records it as
+    ``none``, as the keys of cloaks made before it was moved out did."""
+    key = asdict(settings) | {"countermeasure": "none"}
+    for name, default in (("protection", "glaze"), ("budget_scale", 1.0), ("flips", False), ("robust", False)):
         if key[name] == default:
             del key[name]
     return key
 
 
-def _suffixes(config: EvaluationConfig) -> tuple[str, str]:
-    """Folder suffixes of the protected side: the cloak's, and (with the countermeasure) what follows it.
+def _suffixes(config: EvaluationConfig) -> tuple[str, str, str]:
+    """Folder suffixes: the cloak's, the cloak's and countermeasure's together (the protected side
+    after cleaning), and the countermeasure's alone (the clean side after cleaning).
 
     Several protections (or intensities) on the same ``--work`` share the clean stages and
-    keep their own protected ones.
+    keep their own protected ones; each countermeasure has its own clean side, shared by all.
     """
     protect = f"-{config.variant}" if config.variant else ""
     spec = config.protect.countermeasure
-    after = protect + ("" if spec == "none" else "-cm-" + spec.replace(":", "").replace(".", "p"))
-    return protect, after
+    cm = "" if spec == "none" else "-cm-" + spec.replace(":", "").replace(".", "p")
+    return protect, protect + cm, cm
 
 
 def case_folders(config: EvaluationConfig, work: str | Path, case: Case) -> dict[str, Path]:
     """Where each stage of one case lives under ``work`` (protected-side folders carry the variant; a
     clean-only run scores into ``score-clean``, so that the full run's score is never taken for it)."""
-    sfx, cm_sfx = _suffixes(config)
+    sfx, cm_sfx, cm = _suffixes(config)
     folder = Path(work) / case.name
     folders = {"art": folder / "art", "judge": folder / "judge", "protect": folder / f"protect{sfx}",
-               "score": folder / ("score-clean" if config.clean_only else f"score{cm_sfx}")}
+               "score": folder / (f"score-clean{cm}" if config.clean_only else f"score{cm_sfx}")}
     if config.protect.countermeasure != "none":
         folders["countermeasure"] = folder / f"countermeasure{cm_sfx}"
-    for side, suffix in (("base", "base"), ("clean", "clean"), ("cloaked", f"cloaked{cm_sfx}")):
+        folders["countermeasure-clean"] = folder / f"countermeasure-clean{cm}"
+    for side, suffix in (("base", "base"), ("clean", f"clean{cm}"), ("cloaked", f"cloaked{cm_sfx}")):
         if side != "base":
             folders[f"finetune-{side}"] = folder / f"finetune-{suffix}"
         folders[f"generate-{side}"] = folder / f"generate-{suffix}"
@@ -169,6 +173,13 @@ class _Setup:
     judge_version: str
     perceptual: object
     accelerator: object
+    _loaded: dict = field(default_factory=dict)
+
+    def purifier(self):
+        """The model-run countermeasures' purifier, loaded at its first use."""
+        if "purifier" not in self._loaded:
+            self._loaded["purifier"] = purifier_for(self.config.model, self.config.device)
+        return self._loaded["purifier"]
 
 
 def _setup(config: EvaluationConfig, work: Path, accelerator, log) -> _Setup:
@@ -222,7 +233,8 @@ def _run_case(s: _Setup, case: Case, log) -> dict:
         judge, judged = _art_judge(s, case, f, art)
         artist_class = ARTIST
     protect, cloaked = (None, None) if config.clean_only else _protected_set(s, case, f, art)
-    tuned = _finetunes(s, case, f, {"clean": (f["art"], art), **({"cloaked": cloaked} if cloaked else {})})
+    clean = _cleaned(s, case, "countermeasure-clean", f, (f["art"], art))  # the mimic cleans every image it scrapes
+    tuned = _finetunes(s, case, f, {"clean": clean, **({"cloaked": cloaked} if cloaked else {})})
     generated = _samples(s, case, f, tuned)
     real = (load_images(read_manifest(victim_corpus(s.corpus, case.victim), "victim")).float() / 255
             if case.victim is not None else image_set(f["art"])[0])
@@ -254,12 +266,25 @@ def _protected_set(s: _Setup, case: Case, f: dict, art: dict) -> tuple[dict, tup
                                               "seed": case.seed},
                     lambda out: stage_protect(out, f["art"], model=config.model, settings=config.protect,
                                               seed=case.seed, device=config.device), inputs=[art])
-    spec = config.protect.countermeasure
+    return protect, _cleaned(s, case, "countermeasure", f, (f["protect"], protect))
+
+
+def _cleaned(s: _Setup, case: Case, name: str, f: dict, source: tuple[Path, dict]) -> tuple[Path, dict]:
+    """The mimic's countermeasure on one side's images (``name``: its stage); unchanged without one."""
+    from ..countermeasures import parse_countermeasure
+
+    spec = s.config.protect.countermeasure
     if spec == "none":
-        return protect, (f["protect"], protect)
-    after = s.run("countermeasure", f["countermeasure"], {"spec": spec},
-                  lambda out: stage_countermeasure(out, f["protect"], spec=spec), inputs=[protect])
-    return protect, (f["countermeasure"], after)
+        return source
+    cm, (folder, upstream) = parse_countermeasure(spec), source
+    key = {"spec": spec} | ({"seed": case.seed} if cm.draws_noise else {})
+    if cm.needs_model:
+        key |= {"model": s.weights, **s.purifier().settings}
+    manifest = s.run(name, f[name], key,
+                     lambda out: stage_countermeasure(out, folder, spec=spec, seed=case.seed,
+                                                      purifier=s.purifier() if cm.needs_model else None),
+                     inputs=[upstream])
+    return f[name], manifest
 
 
 def _finetunes(s: _Setup, case: Case, f: dict, sources: dict) -> dict:

@@ -8,15 +8,12 @@ their names and captions.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..corpus import CorpusConfig, artist_token, build_corpus, load_images, read_manifest
 from ..finetune import LoraSettings, finetune_lora, generate, load_lora, save_lora
@@ -26,6 +23,7 @@ from .contract import read_images, stage_lock, write_images
 from .metrics import frechet_distance, judged_shares, summary, visibility
 
 __all__ = ["VICTIM_CORPUS", "victim_corpus", "image_set", "stage_art", "stage_protect", "stage_countermeasure",
+           "purifier_for",
            "stage_finetune", "stage_generate", "stage_judge", "stage_score", "top_styles", "image_sets"]
 
 #: The built-in victims' images: the same images as ``scripts/train_mini.py``'s victim corpus
@@ -107,7 +105,8 @@ def stage_protect(folder: Path, art_folder: Path, *, model: str, settings: Prote
     images, record = image_set(art_folder)
     cloaker = cloaker or Cloaker(model, device=device)
     config = resolve_config(settings.intensity, settings.quality, protection=settings.protection,
-                            budget_scale=settings.budget_scale, flips=settings.flips)
+                            budget_scale=settings.budget_scale, flips=settings.flips,
+                            robust=settings.robust)
     results, choice = cloaker.cloak(list(images), config, target=settings.target, seed=seed)
     cloaked = torch.stack([r.image.cpu() for r in results])
     _write_set(folder, cloaked, record["names"], record["captions"])
@@ -124,26 +123,33 @@ def _style_of(name) -> int | None:
     return None
 
 
-def stage_countermeasure(folder: Path, protect_folder: Path, *, spec: str) -> dict:
-    """What a mimic may do to scraped images first: ``jpeg:QUALITY`` or ``blur:SIGMA``."""
-    images, record = image_set(protect_folder)
-    kind, _, value = spec.partition(":")
-    if kind == "jpeg":
-        from ..io import to_uint8
+def purifier_for(model: str, device: str = "cpu"):
+    """The model-run countermeasures' :class:`~sfumato.countermeasures.Purifier` for ``model``: its img2img
+    pipeline, and for IMPRESS the perceptual metric with a default cloak's budget (the purifier may change
+    the image as much as a ±8 cloak does)."""
+    from ..config import resolve_config
+    from ..countermeasures import Purifier
+    from ..models import load_img2img_pipeline
+    from ..perceptual import load_perceptual
 
-        out = []
-        for image in images:
-            buffer = io.BytesIO()
-            Image.fromarray(to_uint8(image)).save(buffer, format="JPEG", quality=int(value))
-            out.append(np.asarray(Image.open(buffer).convert("RGB")))
-        images = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
-    elif kind == "blur":
-        from torchvision.transforms.functional import gaussian_blur
+    perceptual = load_perceptual("auto").to(device)
+    return Purifier(load_img2img_pipeline(model, device=device), perceptual,
+                    budget=resolve_config("default").perceptual_budget(perceptual.name))
 
-        sigma = float(value)
-        images = gaussian_blur(images, kernel_size=2 * round(3 * sigma) + 1, sigma=sigma)
-    else:
-        raise ValueError(f"unknown countermeasure {spec!r}")
+
+def stage_countermeasure(folder: Path, source_folder: Path, *, spec: str, model: str | None = None, seed: int = 0,
+                         device: str = "cpu", purifier=None) -> dict:
+    """What a mimic does to scraped images first (:mod:`sfumato.countermeasures`), to the cloaked set or,
+    for the clean baseline, to the originals. Model-run countermeasures load ``model`` (or take ``purifier``)."""
+    from ..countermeasures import apply_countermeasure, parse_countermeasure
+
+    images, record = image_set(source_folder)
+    cm = parse_countermeasure(spec)
+    if cm.needs_model and purifier is None:
+        if model is None:
+            raise ValueError(f"countermeasure {spec!r} runs the model: pass the model")
+        purifier = purifier_for(model, device)
+    images = apply_countermeasure(cm, images, purifier=purifier, generator=torch.Generator().manual_seed(seed))
     _write_set(folder, images, record["names"], record["captions"], countermeasure=spec)
     return {"countermeasure": spec}
 

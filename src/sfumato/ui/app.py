@@ -39,6 +39,8 @@ QUALITY_HELP = ("How long the cloak is optimised. Slower finds a stronger cloak 
                 + ", ".join(f"{k}: {v['steps']} steps" for k, v in QUALITY_PRESETS.items() if k != "preview") + ".")
 PROTECTION_HELP = ("How the cloak misleads the mimic. glaze and photoguard need only the model's image encoder; "
                    "the others also attack its denoiser (slower). See the About tab for what each achieved.")
+ROBUST_HELP = ("Optimise the cloak against what a mimic may do to your image first (noise, resizing, blur, "
+               "JPEG), one of them at random at every step. The same time; not yet measured to protect more.")
 MODEL_NOTE = ("**Model.** The built-in `sfumato-mini` is a small demonstration model. A cloak protects against the "
               "model it was computed for: to protect real work, choose under *Model and seed* the model a mimic "
               "would use (a Stable Diffusion hub id or a local folder).")
@@ -117,7 +119,7 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
     stop_requested: set[str] = set()  # browser sessions whose running cloak should stop (Stop, or the tab closed)
 
     def run_cloak(files, intensity, quality, target, model_name, seed, protection, preview, progress, session,
-                  poison=None):
+                  poison=None, robust=False):
         if not files:
             raise gr.Error("Upload at least one image.")
         out_dir = Path(tempfile.mkdtemp(prefix="sfumato-"))
@@ -132,7 +134,7 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
             batch = cloak_uploads(pool, [getattr(f, "name", f) for f in files], out_dir, model=model_name,
                                   intensity=intensity, quality=quality, target=target, seed=int(seed or 0),
                                   protection=protection or "glaze", limits=limits, preview=preview, poison=poison,
-                                  progress=report)
+                                  robust=bool(robust), progress=report)
         except Cancelled as stop:
             return (f"Stopped ({stop}); nothing was written.",) + EMPTY
         except (ValueError, ModelLoadError) as err:
@@ -153,15 +155,15 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
         return (status, (first.before, first.after), first.perturbation,
                 [(str(r.output), r.name) for r in batch.results], _figures_table(batch), downloads)
 
-    def on_cloak(files, intensity, quality, target, model_name, seed, protection="glaze",
+    def on_cloak(files, intensity, quality, target, model_name, seed, protection="glaze", robust=False,
                  request: gr.Request = None, progress=gr.Progress()):
         return run_cloak(files, intensity, quality, target, model_name, seed, protection, False, progress,
-                         _session(request))
+                         _session(request), robust=robust)
 
-    def on_preview(files, intensity, target, model_name, seed, protection="glaze", request: gr.Request = None,
-                   progress=gr.Progress()):
+    def on_preview(files, intensity, target, model_name, seed, protection="glaze", robust=False,
+                   request: gr.Request = None, progress=gr.Progress()):
         return run_cloak(files, intensity, "preview", target, model_name, seed, protection, True, progress,
-                         _session(request))
+                         _session(request), robust=robust)
 
     def on_poison(files, concept, destination, intensity, quality, model_name, seed, request: gr.Request = None,
                   progress=gr.Progress()):
@@ -215,6 +217,7 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
                                        label="Render quality", info=QUALITY_HELP)
                     protection = gr.Dropdown([(f"{name}: {p.summary}", name) for name, p in PROTECTIONS.items()],
                                              value="glaze", label="Protection", info=PROTECTION_HELP)
+                    robust = gr.Checkbox(False, label="Robust to cleaning", info=ROBUST_HELP)
                     target = gr.Dropdown([("auto", "auto"), *zip(style_labels(), style_names())], value="auto",
                                          label="Target style", info=TARGET_HELP)
                     styles = gr.Gallery(label="Target styles (click one to choose it)", columns=9, height=260,
@@ -240,9 +243,11 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
                     downloads = gr.File(label="Downloads (PNG, JSON, ZIP of all)", file_count="multiple")
             outputs = [status, slider, perturbation, gallery, figures, downloads]
             running = [  # one progress bar, on the status line, not one per output panel
-                cloak_button.click(on_cloak, [files, intensity, quality, target, model_box, seed, protection], outputs,
+                cloak_button.click(on_cloak, [files, intensity, quality, target, model_box, seed, protection, robust],
+                                   outputs,
                                    api_name="cloak", show_progress_on=[status]),
-                preview_button.click(on_preview, [files, intensity, target, model_box, seed, protection], outputs,
+                preview_button.click(on_preview, [files, intensity, target, model_box, seed, protection, robust],
+                                     outputs,
                                      api_name="preview", show_progress_on=[status])]
             stop_button.click(on_stop, None, None, api_name="stop", cancels=running)
             styles.select(on_style_pick, None, target)

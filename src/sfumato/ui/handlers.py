@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -148,13 +148,14 @@ def _zip(results: list[Cloaked], archive: Path) -> Path:
 def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, model: str = "mini",
                   intensity: str = "default", quality: str = "default", target: str = "auto", seed: int = 0,
                   protection: str = "glaze", limits: Limits = Limits(), preview: bool = False,
-                  poison: tuple[str, str] | None = None, progress=None) -> Batch:
+                  poison: tuple[str, str] | None = None, robust: bool = False, progress=None) -> Batch:
     """Cloak uploaded files into ``out_dir`` (PNG + JSON sidecar each, and a ZIP of all).
 
     ``poison=(concept, destination)`` poisons them instead (Nightshade, :mod:`sfumato.poison`):
     each image gets its own anchor of the destination as its target (``target`` is unused),
     and is written as ``NAME.poisoned.png`` with its caption ``NAME.poisoned.txt`` and
-    ``NAME.poison.json``.
+    ``NAME.poison.json``. ``robust`` optimises in expectation over a mimic's cleaning
+    (``CloakConfig.robust``).
 
     ``preview`` cloaks only the first file, shrunk to 256 px, with the ``preview`` quality:
     a result within seconds, written as ``NAME.preview.png`` and never zipped. A file that cannot be read is
@@ -163,9 +164,9 @@ def cloak_uploads(pool: ModelPool, paths: list[str | Path], out_dir: Path, *, mo
     """
     quality = "preview" if preview else quality
     if poison is None:
-        config = resolve_config(intensity, quality, protection=protection)  # bad settings raise
+        config = resolve_config(intensity, quality, protection=protection, robust=robust)  # bad settings raise
     else:
-        config = poison_config(poison[0], intensity, quality, protection)
+        config = replace(poison_config(poison[0], intensity, quality, protection), robust=robust)
         check_concepts(*poison, model=model)
     files, errors = check_uploads(paths, limits)
     cloaker = pool.cloaker(model)

@@ -1,0 +1,188 @@
+"""The adaptive mimic: protection with and without each countermeasure, on the same cases.
+
+A mimic who knows about cloaks cleans every scraped image before it fine-tunes
+(:mod:`sfumato.countermeasures`). Each cell of the matrix, a protection (plain or robust)
+against a countermeasure, is one ordinary evaluation in a shared ``--work`` folder, kept as a
+part of the report as the protections benchmark keeps its parts (:func:`~.benchmark.run_part`).
+The countermeasure is applied to the originals too, so each column has its own clean
+baseline, shared by every row: a countermeasure that ruins the clean mimic defeats the mimic,
+not the cloak, and is reported apart.
+
+Figures: per cell, protection success over the cases where that column's clean mimic reached
+60 %; per column, the clean mimic's success; per row, ``best``: in each case the
+countermeasure that gives the cloaked mimic its highest success, as an adaptive attacker
+would choose it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from .config import EvaluationConfig
+from .contract import versions
+from .report import ATTACK_WORKS, _pct
+
+__all__ = ["run_matrix", "write_matrix_report", "row_name", "ROBUST_TARGET"]
+
+#: The issue's bar for the best robust protection under every countermeasure that leaves the clean mimic working.
+ROBUST_TARGET = 0.85
+
+
+def row_name(protection: str, robust: bool) -> str:
+    return protection + ("+robust" if robust else "")
+
+
+def _cell(config: EvaluationConfig, protection: str, robust: bool, countermeasure: str) -> EvaluationConfig:
+    settings = config.matrix
+    return replace(config, matrix=None, protect=replace(config.protect, protection=protection, robust=robust,
+                                                         intensity=settings.intensity, countermeasure=countermeasure))
+
+
+def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Path, *, accelerator=None, log=print,
+               kept_parts_only: bool = False) -> dict:
+    """Run (or resume) every cell of ``config.matrix``, column by column; write the report; return its metrics."""
+    from .benchmark import run_part
+
+    if config.matrix is None:
+        raise ValueError("the config has no [matrix] table (protections, robust, countermeasures)")
+    if config.art is not None:
+        raise ValueError("the countermeasure matrix needs the built-in victims' judge; drop --art")
+    work, parts = Path(work), Path(report_dir) / "parts"
+    cells, missing = {}, []
+    for countermeasure in config.matrix.countermeasures:  # a column's clean side is shared: run it first
+        for protection in config.matrix.protections:
+            for robust in config.matrix.robust:
+                row = row_name(protection, robust)
+                log(f"=== {row} against {countermeasure}")
+                part = parts / f"{row}--{countermeasure.replace(':', '')}"
+                metrics = run_part(_cell(config, protection, robust, countermeasure), part, work,
+                                   accelerator=accelerator, log=log, kept_only=kept_parts_only)
+                if metrics is None:
+                    missing.append(f"{row} against {countermeasure}")
+                elif metrics:
+                    cells[(row, countermeasure)] = metrics
+    if accelerator is not None and not accelerator.is_main_process:
+        return {}
+    if not cells:
+        raise ValueError(f"no kept part in {parts} matches this config; run the matrix first")
+    return write_matrix_report(config, cells, report_dir, missing=missing)
+
+
+def _per_case(metrics: dict, side: str) -> dict[str, float]:
+    return {c["case"]: c["scores"]["mimicry_success"][side] for c in metrics["cases"]}
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def matrix_figures(config: EvaluationConfig, cells: dict) -> dict:
+    """The report's figures from each cell's ``metrics.json`` (``cells``: (row, countermeasure) -> metrics)."""
+    columns = [cm for cm in config.matrix.countermeasures if any(c == cm for _, c in cells)]
+    rows = list(dict.fromkeys(r for r, _ in cells))
+    clean = {}
+    for cm in columns:
+        some = next(m for (_, c), m in cells.items() if c == cm)
+        per_case = _per_case(some, "clean")
+        clean[cm] = {"mimicry_success": _mean(per_case.values()), "per_case": per_case,
+                     "cases_where_attack_worked": sum(v >= ATTACK_WORKS for v in per_case.values())}
+    matrix = {}
+    for row in rows:
+        matrix[row] = {}
+        for cm in columns:
+            if (row, cm) not in cells:
+                continue
+            cloaked = _per_case(cells[(row, cm)], "cloaked")
+            worked = [case for case, v in clean[cm]["per_case"].items() if v >= ATTACK_WORKS]
+            matrix[row][cm] = {"protection_success": _mean(1 - cloaked[c] for c in worked),
+                               "cases_where_attack_worked": len(worked), "mimicry_cloaked": _mean(cloaked.values()),
+                               "per_case": {c: 1 - v for c, v in cloaked.items()},
+                               "psnr_db": cells[(row, cm)]["aggregate"]["visibility"]["psnr_db"]}
+        measured = [cm for cm in columns if cm in matrix[row]]
+        if len(measured) == len(columns):  # best: per case, the countermeasure the cloaked mimic gains most from
+            worked = [c for c, v in clean["none"]["per_case"].items() if v >= ATTACK_WORKS] if "none" in clean else []
+            chosen = {c: max(measured, key=lambda cm: 1 - matrix[row][cm]["per_case"][c]) for c in worked}
+            matrix[row]["best"] = {"protection_success": _mean(matrix[row][chosen[c]]["per_case"][c] for c in worked),
+                                   "cases_where_attack_worked": len(worked), "chosen": chosen}
+    return {"columns": columns, "rows": rows, "clean": clean, "matrix": matrix}
+
+
+def _verdict(figures: dict) -> str:
+    """Whether some robust row keeps ROBUST_TARGET under every countermeasure that leaves the clean mimic working."""
+    clean = {cm: figures["clean"][cm]["mimicry_success"] for cm in figures["columns"]}
+    fair = [cm for cm, value in clean.items() if value is not None and value >= ATTACK_WORKS]
+    ruinous = [cm for cm in figures["columns"] if cm not in fair]
+    ruined = (f" The clean mimic itself fell below {ATTACK_WORKS:.0%} under {', '.join(ruinous)}: those "
+              "countermeasures defeat the mimic, not the cloak, and are left out of the verdict." if ruinous else "")
+    if not fair:
+        return "No column's clean mimic worked, so this run shows nothing about protection." + ruined
+    robust_rows = [r for r in figures["rows"] if r.endswith("+robust")] or figures["rows"]
+    scores = {r: min(figures["matrix"][r][cm]["protection_success"] or 0.0 for cm in fair)
+              for r in robust_rows if all(cm in figures["matrix"][r] for cm in fair)}
+    if not scores:
+        return "Not every cell the verdict needs is measured yet." + ruined
+    best = max(scores, key=scores.get)
+    held = scores[best] >= ROBUST_TARGET
+    return (f"The best robust protection, {best}, keeps at least {_pct(scores[best])} protection success under every "
+            f"countermeasure that leaves the clean mimic working ({', '.join(fair)}): the {ROBUST_TARGET:.0%} bar is "
+            f"{'reached' if held else '**not reached**'}." + ruined)
+
+
+def write_matrix_report(config: EvaluationConfig, cells: dict, out: str | Path, *, missing: list[str] = ()) -> dict:
+    """``metrics.json``, ``report.md`` and ``matrix.png`` of the countermeasure matrix."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = matrix_figures(config, cells)
+    any_cell = next(iter(cells.values()))
+    metrics = {"name": config.name, "cases": [c["case"] for c in any_cell["cases"]], **figures,
+               "verdict": _verdict(figures), "missing": list(missing), "config": config.to_dict(),
+               "hardware": any_cell["hardware"], "versions": versions(),
+               "compute_seconds": sum(m["compute_seconds"] for m in cells.values())}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
+    _draw(figures, out / "matrix.png")
+    columns = [*figures["columns"], "best"]
+    lines = [f"# Countermeasures: {config.name}", "",
+             "Each cell: protection success (cloaked-mimic images not judged the artist's style) over the cases "
+             f"whose clean mimic, under the same countermeasure, reached {ATTACK_WORKS:.0%}. `best`: per case, the "
+             "countermeasure that helped the cloaked mimic most.", "",
+             f"- Cases: {', '.join(metrics['cases'])}; intensity `{config.matrix.intensity}`; "
+             f"{config.generate.images_per_prompt} images per prompt.",
+             f"- Hardware: {any_cell['hardware']}; compute {metrics['compute_seconds'] / 60:.1f} min over all cells.",
+             "", "| | " + " | ".join(f"`{c}`" for c in columns) + " |", "|---" * (len(columns) + 1) + "|",
+             "| clean mimic | " + " | ".join(_pct(figures["clean"][c]["mimicry_success"]) if c in figures["clean"]
+                                             else "" for c in columns) + " |"]
+    for row in figures["rows"]:
+        lines.append(f"| {row} | " + " | ".join(_pct(figures["matrix"][row][c]["protection_success"])
+                                                if c in figures["matrix"][row] else "not measured"
+                                                for c in columns) + " |")
+    lines += ["", f"**Verdict**: {metrics['verdict']}", "", "![matrix](matrix.png)", ""]
+    if missing:
+        lines += ["**Not measured yet**: " + "; ".join(missing) + ".", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return metrics
+
+
+def _draw(figures: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns, rows = figures["columns"], ["clean mimic", *figures["rows"]]
+    values = [[figures["clean"][c]["mimicry_success"] for c in columns]]
+    values += [[figures["matrix"][r].get(c, {}).get("protection_success") for c in columns] for r in figures["rows"]]
+    fig, ax = plt.subplots(figsize=(1.3 * len(columns) + 2, 0.6 * len(rows) + 1.2))
+    grid = [[float("nan") if v is None else v for v in row] for row in values]
+    ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            ax.text(j, i, "–" if v is None else f"{v:.0%}", ha="center", va="center", fontsize=9)
+    ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_title("clean mimicry (top row) and protection success", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
