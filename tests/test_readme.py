@@ -72,6 +72,7 @@ def test_readme_evaluate_example_resolves_offline(command, tmp_path, monkeypatch
 
     import sfumato.evaluation
     import sfumato.evaluation.benchmark
+    import sfumato.evaluation.matrix
     import sfumato.evaluation.poisoning
 
     reached = []
@@ -79,6 +80,8 @@ def test_readme_evaluate_example_resolves_offline(command, tmp_path, monkeypatch
                         lambda config, work, report, **kw: reached.append((config, report)) or {"aggregate": {}})
     monkeypatch.setattr(sfumato.evaluation.benchmark, "run_benchmark",
                         lambda config, work, report, **kw: reached.append((config, report)) or {"protections": {}})
+    monkeypatch.setattr(sfumato.evaluation.matrix, "run_matrix",
+                        lambda config, work, report, **kw: reached.append((config, report)) or {"verdict": "-"})
     monkeypatch.setattr(sfumato.evaluation.poisoning, "run_poisoning",
                         lambda config, work, report, **kw: reached.append((config, report)) or {"verdict": "-"})
     monkeypatch.chdir(tmp_path)
@@ -93,7 +96,8 @@ def test_readme_evaluate_example_resolves_offline(command, tmp_path, monkeypatch
 
 
 def test_readme_has_the_evaluate_examples():
-    assert {"mini-quick", "mini-full", "mini-bench"} <= {c.split("--config ")[1].split()[0] for c in evaluate_examples()}
+    assert {"mini-quick", "mini-full", "mini-bench", "mini-poison", "mini-counter"} <= {
+        c.split("--config ")[1].split()[0] for c in evaluate_examples()}
 
 
 def test_a_benchmark_part_without_the_sweep(monkeypatch, tmp_path):
