@@ -165,6 +165,8 @@ def headline(metrics: dict) -> str | None:
     scale = protect.get("budget_scale", 1.0)
     budget = "" if scale == 1 else f" and {scale:g}× the perceptual budget"
     budget += " with flips" if protect.get("flips") else ""
+    budget += ", robust" if protect.get("robust") else ""
+    budget += "" if protect.get("countermeasure", "none") == "none" else f", mimic cleaning with {protect['countermeasure']}"
     return (f"{protect.get('protection', 'glaze')} at ±{levels:g} levels{budget}, "
             f"PSNR {agg['visibility']['psnr_db']:.1f} dB: {figure} (clean mimicry "
             f"{_pct(agg['mimicry_success']['clean'])}).")
