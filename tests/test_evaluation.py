@@ -349,6 +349,8 @@ def test_shipped_configs_load(tmp_path):
     counter, bench = load_config("mini-counter"), load_config("mini-bench")
     assert counter.cases == bench.cases and counter.lora == bench.lora and counter.generate == bench.generate
     assert counter.matrix.countermeasures[0] == "none" and counter.matrix.robust == (False, True)
+    robust = replace(quick, protect=replace(quick.protect, robust=True, protection="sds"))
+    assert robust.variant == "sds-robust" and quick.variant == "", "robust cloaks get folders of their own"
 
 
 def test_cli_evaluate_on_a_local_pipeline(tiny_pipeline_dir, art_dir, tmp_path, capsys):
@@ -540,25 +542,25 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     from sfumato.evaluation.matrix import run_matrix
 
     config = _tiny_config(tiny_pipeline_dir, cases=((2, 0),), corpus=str(victim_corpus),
-                          matrix=MatrixSettings(protections=("glaze",), robust=(False, True),
+                          matrix=MatrixSettings(protections=("glaze",), robust=(True,),
                                                 countermeasures=("none", "diffpure:0.5")))
     messages = []
     metrics = run_matrix(config, tmp_path / "work", tmp_path / "report", log=messages.append)
     assert sum("[countermeasure-clean] running" in m for m in messages) == 1, "one clean side per column"
     assert sum("[finetune-clean] running" in m for m in messages) == 2, "the plain clean side and the cleaned one"
-    assert sum("[protect] running" in m for m in messages) == 2, "a plain and a robust cloak, each made once"
+    assert sum("[protect] running" in m for m in messages) == 1, "the cloaks are made once, whatever the cleaning"
     case = tmp_path / "work" / "artist02-seed0"
-    for folder in ("protect", "protect-robust", "countermeasure-clean-cm-diffpure0p5", "countermeasure-robust-cm-diffpure0p5",
+    for folder in ("protect-robust", "countermeasure-clean-cm-diffpure0p5", "countermeasure-robust-cm-diffpure0p5",
                    "finetune-cloaked-robust-cm-diffpure0p5", "finetune-clean-cm-diffpure0p5", "finetune-clean"):
         assert (case / folder / "manifest.json").is_file(), folder
     art, _ = image_set(case / "art")
     cleaned, record = image_set(case / "countermeasure-clean-cm-diffpure0p5")  # the mimic cleans the originals too
     assert record["countermeasure"] == "diffpure:0.5" and (cleaned - art).abs().mean() > 0.01
-    assert metrics["rows"] == ["glaze", "glaze+robust"] and metrics["columns"] == ["none", "diffpure:0.5"]
+    assert metrics["rows"] == ["glaze+robust"] and metrics["columns"] == ["none", "diffpure:0.5"]
     cell = metrics["matrix"]["glaze+robust"]["diffpure:0.5"]
     assert set(cell) >= {"protection_success", "cases_where_attack_worked", "per_case", "psnr_db"}
     assert 0 <= metrics["clean"]["diffpure:0.5"]["mimicry_success"] <= 1
-    best = metrics["matrix"]["glaze"]["best"]
+    best = metrics["matrix"]["glaze+robust"]["best"]
     assert set(best["chosen"].values()) <= {"none", "diffpure:0.5"}
     assert best["cases_where_attack_worked"] == metrics["clean"]["none"]["cases_where_attack_worked"]
     assert "verdict" in metrics and (tmp_path / "report" / "matrix.png").is_file()
@@ -566,4 +568,4 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     # A later run with only the kept parts reuses every cell.
     messages.clear()
     again = run_matrix(config, tmp_path / "work", tmp_path / "report", log=messages.append, kept_parts_only=True)
-    assert sum("[part] reused" in m for m in messages) == 4 and again["matrix"] == metrics["matrix"]
+    assert sum("[part] reused" in m for m in messages) == 2 and again["matrix"] == metrics["matrix"]
