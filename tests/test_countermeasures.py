@@ -132,3 +132,37 @@ def test_robust_cloak_holds_the_budget_is_repeatable_and_differs_from_the_plain_
     assert first.report["perceptual_distance"] <= robust.perceptual_budget(perceptual.name) + 1e-6
     with pytest.raises(ValueError, match="torch.Generator"):
         cloak_image(image, encoder, OtherArtwork(), perceptual, robust)
+
+
+@pytest.fixture(scope="module")
+def tiny_upscaler_dir(tmp_path_factory):
+    """A saved tiny x4 upscaler (StableDiffusionUpscalePipeline: the UNet reads 4 latent + 3 image channels and
+    the noise level as a class label; a three-level VAE decodes at 4x)."""
+    from conftest import get_dummy_components
+    from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline,
+                           UNet2DConditionModel)
+
+    parts = get_dummy_components()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=7,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
+                                norm_num_groups=4, attention_head_dim=2, num_class_embeds=400)
+    vae = AutoencoderKL(block_out_channels=(8, 8, 8), norm_num_groups=4, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3)
+    path = tmp_path_factory.mktemp("tiny-upscaler")
+    StableDiffusionUpscalePipeline(unet=unet, vae=vae, text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
+                                   low_res_scheduler=DDPMScheduler(), scheduler=DDIMScheduler(prediction_type="v_prediction"),
+                                   max_noise_level=350).save_pretrained(path)
+    return path
+
+
+def test_noisy_upscaling_with_a_named_x4_upscaler(images, tiny_pipeline_dir, tiny_upscaler_dir):
+    """Hönig et al.'s noisy upscaling: shrink 4x, noise, and the x4 upscaler brings the image back to its size."""
+    from sfumato.evaluation.stages import purifier_for
+
+    purifier = purifier_for(str(tiny_pipeline_dir), upscaler=str(tiny_upscaler_dir))
+    purifier.upscale_steps = 2
+    out = apply_countermeasure("upscale:0.1", images, purifier=purifier, generator=torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and torch.equal(out, (out * 255).round() / 255)
+    assert purifier.settings["upscaler"] == str(tiny_upscaler_dir)

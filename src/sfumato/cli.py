@@ -207,6 +207,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             **{"poison.kinds": None if not args.poison_kinds else tuple(args.poison_kinds.split(","))})
         config = config.with_overrides(
             model=args.model, art=args.art, artist=args.artist, images=args.images, device=args.device,
+            upscaler=args.upscaler,
             clean_only=args.clean_only or None, **{"art_judge.judge_art": args.judge_art},
             victims=None if args.victims is None else tuple(int(v) for v in args.victims.split(",")),
             seeds=None if args.seeds is None else tuple(int(v) for v in args.seeds.split(",")),
@@ -397,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the mimic does to every scraped image, cloaked and clean, before fine-tuning: none, "
                         "jpeg:Q, blur:S, noise:S, resize:F, upscale:S (noisy upscaling), diffpure:T or impress "
                         "(default: the config's, none)")
+    e.add_argument("--upscaler", metavar="MODEL",
+                   help="a x4 upscaler (hub id or folder, e.g. Stable Diffusion's) for the upscale:S countermeasure "
+                        "(default: the config's; none: the model's own img2img stands in)")
     e.add_argument("--countermeasures", metavar="A,B",
                    help="a countermeasure matrix's columns to run (mini-counter): a part beside others; a later "
                         "full run reuses it (default: the config's)")

@@ -129,21 +129,25 @@ class Purifier:
             upscaler is named (offline, sfumato-mini: the model's own img2img stands in).
         upscaler: an optional ``StableDiffusionUpscalePipeline`` (the SD x4 upscaler) for noisy
             upscaling: the image is shrunk 4x, noised, and upscaled back.
+        upscaler_name (`str`, *optional*): the upscaler's hub id or folder, for the record.
+        upscale_steps (`int`, defaults to 75): the upscaler's denoising steps (its pipeline's default, as Hönig et al.).
         impress_steps (`int`, defaults to 200), impress_lr (`float`, defaults to 0.005): IMPRESS's Adam.
         impress_alpha (`float`, defaults to 10): the weight of IMPRESS's perceptual hinge.
     """
 
     def __init__(self, pipeline, perceptual=None, budget: float | None = None, *, upscale_strength: float = 0.2,
-                 upscaler=None, impress_steps: int = 200, impress_lr: float = 0.005, impress_alpha: float = 10.0):
+                 upscaler=None, upscaler_name: str | None = None, upscale_steps: int = 75, impress_steps: int = 200,
+                 impress_lr: float = 0.005, impress_alpha: float = 10.0):
         self.pipeline, self.perceptual, self.budget = pipeline, perceptual, budget
-        self.upscale_strength, self.upscaler = upscale_strength, upscaler
+        self.upscale_strength, self.upscaler, self.upscaler_name = upscale_strength, upscaler, upscaler_name
+        self.upscale_steps = upscale_steps
         self.impress_steps, self.impress_lr, self.impress_alpha = impress_steps, impress_lr, impress_alpha
 
     @property
     def settings(self) -> dict:
         """What a stage key must hold so that a change of setting reruns the stage."""
-        return {"upscale_strength": self.upscale_strength, "upscaler": type(self.upscaler).__name__
-                if self.upscaler is not None else None, "impress_steps": self.impress_steps,
+        return {"upscale_strength": self.upscale_strength, "upscaler": self.upscaler_name,
+                "upscale_steps": self.upscale_steps, "impress_steps": self.impress_steps,
                 "impress_lr": self.impress_lr, "impress_alpha": self.impress_alpha, "budget": self.budget}
 
     @torch.no_grad()
@@ -170,7 +174,7 @@ class Purifier:
         size = tuple(images.shape[-2:])
         small = gaussian_noise(resize(images, tuple(max(8, s // 4) for s in size)), sigma, generator)
         out = self.upscaler(prompt=[""] * len(images), image=small, noise_level=320, generator=generator,
-                            output_type="pt").images
+                            num_inference_steps=self.upscale_steps, output_type="pt").images
         return _on_grid(resize(out.to(images.device, torch.float32), size))
 
     def impress(self, images: torch.Tensor) -> torch.Tensor:

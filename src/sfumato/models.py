@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 __all__ = ["ModelLoadError", "VaeEncoder", "check_device", "resolve_model", "load_vae", "load_encoder", "load_img2img_pipeline",
-           "load_text2img_pipeline", "native_resolution"]
+           "load_text2img_pipeline", "load_upscale_pipeline", "native_resolution"]
 
 #: The autoencoder classes a model's ``vae`` may be: Stable Diffusion's, and one with a
 #: wider decoder over the same kind of encoder (sfumato-mini's; see :mod:`sfumato.widen`).
@@ -196,6 +196,21 @@ def load_text2img_pipeline(model: str | Path, *, device: str | torch.device = "c
         pipe = AutoPipelineForText2Image.from_pretrained(source, safety_checker=None)
     except (OSError, ValueError, TypeError) as err:
         raise ModelLoadError(f"cannot load the pipeline {model!r}: {_reason(err, source)}") from None
+    pipe.set_progress_bar_config(disable=True)
+    return _place(pipe, device, dtype)
+
+
+def load_upscale_pipeline(model: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """Load a text-guided x4 upscaler (``StableDiffusionUpscalePipeline``, e.g. Stable Diffusion's x4 upscaler), the
+    upscaler of noisy upscaling (:mod:`sfumato.countermeasures`)."""
+    from diffusers import StableDiffusionUpscalePipeline
+
+    device = check_device(device, dtype)
+    source = resolve_model(model)
+    try:
+        pipe = StableDiffusionUpscalePipeline.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelLoadError(f"cannot load the upscaler {model!r}: {_reason(err, source)}") from None
     pipe.set_progress_bar_config(disable=True)
     return _place(pipe, device, dtype)
 

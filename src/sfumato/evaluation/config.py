@@ -221,6 +221,8 @@ class EvaluationConfig:
             (``[poison]`` in TOML; ``sfumato evaluate --config mini-poison``).
         matrix (`MatrixSettings`, *optional*): protections against countermeasures, plain and robust
             (``[matrix]`` in TOML; ``sfumato evaluate --config mini-counter``).
+        upscaler (`str`, *optional*): a ``StableDiffusionUpscalePipeline`` hub id or folder (Stable Diffusion's
+            x4 upscaler) for the ``upscale:S`` countermeasure; without one the model's own img2img stands in.
         clean_only (`bool`): run the clean side only (base and clean-LoRA samples, mimicry figures, no
             cloak); the protected side can follow in the same work folder and reuses those stages.
     """
@@ -245,6 +247,7 @@ class EvaluationConfig:
     art_judge: ArtJudgeSettings = field(default_factory=ArtJudgeSettings)
     poison: PoisonSettings | None = None
     matrix: MatrixSettings | None = None
+    upscaler: str | None = None
 
     def __post_init__(self) -> None:
         if self.cases is not None:

@@ -178,7 +178,7 @@ class _Setup:
     def purifier(self):
         """The model-run countermeasures' purifier, loaded at its first use."""
         if "purifier" not in self._loaded:
-            self._loaded["purifier"] = purifier_for(self.config.model, self.config.device)
+            self._loaded["purifier"] = purifier_for(self.config.model, self.config.device, self.config.upscaler)
         return self._loaded["purifier"]
 
 

@@ -123,18 +123,20 @@ def _style_of(name) -> int | None:
     return None
 
 
-def purifier_for(model: str, device: str = "cpu"):
+def purifier_for(model: str, device: str = "cpu", upscaler: str | None = None):
     """The model-run countermeasures' :class:`~sfumato.countermeasures.Purifier` for ``model``: its img2img
-    pipeline, and for IMPRESS the perceptual metric with a default cloak's budget (the purifier may change
-    the image as much as a ±8 cloak does)."""
+    pipeline, for IMPRESS the perceptual metric with a default cloak's budget (the purifier may change the
+    image as much as a ±8 cloak does), and for noisy upscaling the x4 upscaler ``upscaler`` if one is named."""
     from ..config import resolve_config
     from ..countermeasures import Purifier
-    from ..models import load_img2img_pipeline
+    from ..models import load_img2img_pipeline, load_upscale_pipeline
     from ..perceptual import load_perceptual
 
     perceptual = load_perceptual("auto").to(device)
     return Purifier(load_img2img_pipeline(model, device=device), perceptual,
-                    budget=resolve_config("default").perceptual_budget(perceptual.name))
+                    budget=resolve_config("default").perceptual_budget(perceptual.name),
+                    upscaler=None if upscaler is None else load_upscale_pipeline(upscaler, device=device),
+                    upscaler_name=upscaler)
 
 
 def stage_countermeasure(folder: Path, source_folder: Path, *, spec: str, model: str | None = None, seed: int = 0,
