@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -349,6 +350,10 @@ def test_shipped_configs_load(tmp_path):
     counter, bench = load_config("mini-counter"), load_config("mini-bench")
     assert counter.cases == bench.cases and counter.lora == bench.lora and counter.generate == bench.generate
     assert counter.matrix.countermeasures[0] == "none" and counter.matrix.robust == (False, True)
+    screen = load_config(Path(__file__).parents[1] / "evaluation/results/nightshade/screen-style-dm.toml")
+    assert replace(screen, name=poison.name, poison=replace(screen.poison, objective="glaze", counts=poison.poison.counts,
+                                                            kinds=poison.poison.kinds)) == poison, \
+        "the written-down screen changes the objective and the counts only"
     robust = replace(quick, protect=replace(quick.protect, robust=True, protection="sds"))
     assert robust.variant == "sds-robust" and quick.variant == "", "robust cloaks get folders of their own"
 

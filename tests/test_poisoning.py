@@ -79,6 +79,18 @@ def test_poisoning_runs_every_stage_and_reports_the_curve(tiny_pipeline_dir, cor
     assert not any("running" in m for m in messages), "a rerun reuses every stage"
     assert again["poison"] == metrics["poison"]
 
+    # A second objective in the same work folder shares the clean stages and keeps its own poison side.
+    messages.clear()
+    other = replace(config, poison=replace(config.poison, objective="style-dm", kinds=("poison",), counts=(0, 3)))
+    screened = run_poisoning(other, work, tmp_path / "report-style-dm", log=messages.append)
+    running = {m.split("]")[0][1:] for m in messages if "running" in m}
+    assert running == {"poison-set", "train-poison-3", "samples-poison-3-concept", "samples-poison-3-others"}
+    assert (work / "poison-set-style-dm" / "manifest.json").is_file() and (work / "train-poison-3-style-dm").is_dir()
+    assert set(screened["poison"]) == {"0", "3"} and screened["poison"]["0"] == metrics["poison"]["0"]
+    messages.clear()
+    run_poisoning(config, work, tmp_path / "report", log=messages.append)
+    assert not any("running" in m for m in messages), "the first objective's stages are untouched"
+
 
 def test_poison_settings_refuse_bad_experiments():
     with pytest.raises(ValueError, match="two different pretraining artists"):

@@ -34,6 +34,12 @@ __all__ = ["PoisonSettings", "run_poisoning", "KINDS"]
 SETS = {"poison": "poison-set", "dirty-label": "dirty-set"}
 
 
+def _folder(name: str, objective: str) -> str:
+    """A poison-side folder's name: as it is for the paper's objective (``glaze``), else with the objective
+    appended, so that a second objective shares the clean stages of one work folder and keeps its own."""
+    return name if objective == "glaze" else f"{name}-{objective}"
+
+
 def _caption(style: int) -> str:
     return f"a painting by {artist_token(style)}"
 
@@ -146,7 +152,8 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
     if "poison" in p.kinds:
         candidates = run("candidates", "candidates", {"model": whole, "concept": p.concept, "count": most, "seed": seed},
                          lambda out: stage_candidates(out, unseen, concept=p.concept, count=most, model=model, seed=seed))
-        extra["poison"] = run("poison-set", "poison-set", {"model": whole, **asdict(p), "seed": seed},
+        extra["poison"] = run("poison-set", _folder("poison-set", p.objective), {"model": whole, **asdict(p),
+                                                                                 "seed": seed},
                               lambda out: stage_poison_set(out, work / "candidates", settings=p, model=model, seed=seed),
                               inputs=[candidates])
     if "dirty-label" in p.kinds:
@@ -156,37 +163,39 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
                                                                destination=p.destination, count=most, seed=seed))
 
     # 3. One model per (kind, N); N = 0 is the same clean model for every kind.
-    models = {"base": (None, None)}  # label -> (the fine-tune's folder, its manifest)
+    models = {"base": (None, None, "base")}  # label -> (the fine-tune's folder, its manifest, the folders' name)
     for kind in p.kinds:
         for n in p.counts:
             label = "clean" if n == 0 else f"{kind}-{n}"
             if label in models:
                 continue
-            parts = [(work / "clean-set", None)] + ([(work / SETS[kind], n)] if n else [])
+            name = _folder(label, p.objective) if kind == "poison" and n else label
+            sets = _folder(SETS[kind], p.objective) if kind == "poison" else SETS[kind]
+            parts = [(work / "clean-set", None)] + ([(work / sets, n)] if n else [])
             upstream = [clean] + ([extra[kind]] if n else [])
-            manifest = run(f"train-{label}", f"train-{label}", {"model": model_fingerprint(model, FINETUNE_PARTS),
-                                                                **asdict(config.lora), "n": n, "seed": seed},
+            manifest = run(f"train-{label}", f"train-{name}", {"model": model_fingerprint(model, FINETUNE_PARTS),
+                                                               **asdict(config.lora), "n": n, "seed": seed},
                            lambda out, parts=parts: stage_finetune(out, parts, model=model, settings=config.lora,
                                                                    seed=seed, device=config.device), inputs=upstream)
-            models[label] = (work / f"train-{label}", manifest)
+            models[label] = (work / f"train-{name}", manifest, name)
 
     # 4. What each model paints for A, and for every other artist; judged.
     judge, figures = load_judge(), {}
     concept_prompt = {artist_token(p.concept): p.concept}
     others = {artist_token(s): s for s in p.others}
-    for label, (folder, manifest) in models.items():
+    for label, (folder, manifest, name) in models.items():
         shares = {}
         for part, prompts, count in (("concept", concept_prompt, config.generate.images_per_prompt),
                                      ("others", others, p.other_images)):
             settings = replace(config.generate, images_per_prompt=count)
             texts = [_caption(s) for s in prompts.values()]
-            run(f"samples-{label}-{part}", f"samples-{label}-{part}", {"model": whole, "prompts": texts,
-                                                                       **asdict(settings), "seed": seed},
+            run(f"samples-{label}-{part}", f"samples-{name}-{part}", {"model": whole, "prompts": texts,
+                                                                      **asdict(settings), "seed": seed},
                 lambda out, folder=folder, texts=texts, settings=settings: stage_generate(
                     out, model=model, lora_folder=folder, prompts=texts, settings=settings, seed=seed,
                     device=config.device),
                 inputs=[] if manifest is None else [manifest])
-            shares |= _shares(judge, work / f"samples-{label}-{part}", prompts, count, p.destination)
+            shares |= _shares(judge, work / f"samples-{name}-{part}", prompts, count, p.destination)
         figures[label] = shares
     log(f"== report -> {report_dir} ({time.perf_counter() - started:.0f} s this run)")
     return write_poisoning_report(config, figures, work, report_dir,

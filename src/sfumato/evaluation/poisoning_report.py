@@ -42,8 +42,10 @@ def write_poisoning_report(config, shares: dict, work: Path, out: Path, machine:
     metrics |= {"config": json.loads(json.dumps(config.to_dict(), default=str)), **machine}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     _curve(metrics, p, out / "attack-success.png")
-    _grid(work, [label for label in ("base", "clean", f"poison-{max(p.counts)}", f"dirty-label-{max(p.counts)}")
-                 if label in shares], out / "grid.png")
+    top = max(p.counts)
+    rows = {"base": "base", "clean": "clean", f"poison-{top}": f"poison-{top}" if p.objective == "glaze"
+            else f"poison-{top}-{p.objective}", f"dirty-label-{top}": f"dirty-label-{top}"}
+    _grid(work, {label: name for label, name in rows.items() if label in shares}, out / "grid.png")
     (out / "report.md").write_text(_markdown(metrics, p))
     return metrics
 
@@ -83,16 +85,17 @@ def _curve(metrics: dict, p, path: Path) -> None:
     _palette(path)
 
 
-def _grid(work: Path, labels: list[str], path: Path, samples: int = 6) -> None:
-    """The first samples of "a painting by A" from each model, one row per model."""
+def _grid(work: Path, labels: dict[str, str], path: Path, samples: int = 6) -> None:
+    """The first samples of "a painting by A" from each model, one row per model (``labels``: row label -> the
+    model's folder name)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(labels), samples, figsize=(1.3 * samples, 1.3 * len(labels) + 0.2), squeeze=False)
-    for r, label in enumerate(labels):
-        images = image_set(work / f"samples-{label}-concept")[0][:samples]
+    for r, (label, name) in enumerate(labels.items()):
+        images = image_set(work / f"samples-{name}-concept")[0][:samples]
         for c, image in enumerate(images):
             axes[r][c].imshow(image.permute(1, 2, 0).numpy())
             axes[r][c].set_xticks([]), axes[r][c].set_yticks([])
