@@ -7,6 +7,7 @@ JSON file and a Markdown table; nothing is asserted.
     python benchmarks/bench_cloak.py --model path/or/hub-id --out bench-out/cpu
     python benchmarks/bench_cloak.py --random-vae mini-like --out bench-out/cpu   # timing only
     python benchmarks/bench_cloak.py --model mini --protections glaze sds advdm --qualities default --out bench-out/p
+    python benchmarks/bench_cloak.py --model mini --sizes 128x128 --qualities default --robust --out bench-out/r
 
 ``--random-vae`` builds an AutoencoderKL with random weights in a given
 architecture (speed does not depend on the weights): ``mini-like`` (8x
@@ -46,7 +47,8 @@ def build_random_vae(kind: str, folder: Path) -> Path:
     return folder
 
 
-def run_case(model: str, size: str, quality: str, device: str, intensity: str, protection: str = "glaze") -> dict:
+def run_case(model: str, size: str, quality: str, device: str, intensity: str, protection: str = "glaze",
+             robust: bool = False) -> dict:
     """One measurement, in this process (called in a subprocess by main)."""
     import torch
 
@@ -60,7 +62,7 @@ def run_case(model: str, size: str, quality: str, device: str, intensity: str, p
     image = torch.rand(3, height // 8, width // 8, generator=generator)
     image = torch.nn.functional.interpolate(image[None], size=(height, width), mode="bicubic")[0].clamp(0, 1)
     cloaker = Cloaker(model, device=device)
-    config = resolve_config(intensity, quality, protection=protection)
+    config = resolve_config(intensity, quality, protection=protection, robust=robust)
     cloaker.encoder, cloaker.perceptual  # load before the clock starts
     if needs_denoiser(protection):
         cloaker.denoiser
@@ -74,7 +76,8 @@ def run_case(model: str, size: str, quality: str, device: str, intensity: str, p
     seconds = time.perf_counter() - started
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
-        "protection": protection,
+        "protection": protection + ("+robust" if robust else ""),
+        "robust": robust,
         "size": size,
         "quality": quality,
         "steps": config.steps,
@@ -113,6 +116,7 @@ def main() -> None:
     parser.add_argument("--intensity", default="default")
     parser.add_argument("--protections", nargs="+", default=["glaze"], help="protection names (default: glaze)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--robust", action="store_true", help="robust cloaks (CloakConfig.robust)")
     parser.add_argument("--case", nargs=3, metavar=("SIZE", "QUALITY", "PROTECTION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
@@ -120,7 +124,7 @@ def main() -> None:
     model = args.model or str(out / f"random-vae-{args.random_vae}")
     if args.case:
         size, quality, protection = args.case
-        print(json.dumps(run_case(model, size, quality, args.device, args.intensity, protection)))
+        print(json.dumps(run_case(model, size, quality, args.device, args.intensity, protection, args.robust)))
         return
     if args.random_vae and not (Path(model) / "config.json").exists():
         build_random_vae(args.random_vae, Path(model))
@@ -130,7 +134,7 @@ def main() -> None:
         for size in args.sizes:
             for quality in args.qualities:
                 cmd = [sys.executable, __file__, "--out", str(out), "--case", size, quality, protection,
-                       "--device", args.device, "--intensity", args.intensity]
+                       "--device", args.device, "--intensity", args.intensity] + (["--robust"] if args.robust else [])
                 cmd += ["--model", model] if args.model else ["--random-vae", args.random_vae]
                 done = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
