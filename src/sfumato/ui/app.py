@@ -48,6 +48,14 @@ TARGET_HELP = "The style the model is misled towards. 'auto' picks, for the whol
 RESULTS = Path(__file__).resolve().parents[3] / "evaluation" / "results"
 
 
+def report_verdict(metrics: dict) -> str | None:
+    """The line the About tab and the README quote for a committed report: a benchmark's headline, a mimicry
+    run's verdict figure, or the verdict a poisoning run or a countermeasure matrix states (None: not judged)."""
+    if "protections" in metrics:
+        return benchmark_headline(metrics)
+    return headline(metrics) or metrics.get("verdict")
+
+
 def about_text(results: Path = RESULTS) -> str:
     """What cloaking does and does not promise, with the measured figures where a checkout has them."""
     lines = ["## What sfumato does",
@@ -64,8 +72,7 @@ def about_text(results: Path = RESULTS) -> str:
     lines.append("Each line is a committed report's verdict: protection success over the cases where the mimic "
                  "trained on the originals worked (a failed mimic makes any cloak look good).")
     for path in found:
-        metrics = json.loads(path.read_text())
-        text = benchmark_headline(metrics) if "protections" in metrics else headline(metrics)
+        text = report_verdict(json.loads(path.read_text()))
         if text:
             lines.append(f"- `{path.parent.name}`: {text}")
     if not found:
