@@ -49,13 +49,15 @@ def _config(model, corpus, **changes):
 def test_poisoning_runs_every_stage_and_reports_the_curve(tiny_pipeline_dir, corpora, tmp_path):
     config = _config(tiny_pipeline_dir, corpora)
     messages = []
-    # One job per kind may run first (--poison-kinds); the whole run then reuses what it built.
-    dirty_only = replace(config, poison=replace(config.poison, kinds=("dirty-label",)))
-    first = run_poisoning(dirty_only, tmp_path / "work", tmp_path / "report-dirty", log=messages.append)
-    assert set(first["dirty_label"]) == {"0", "2", "3"} and not first.get("poison")
+    # One job per kind runs first (--poison-kinds); the whole run then reuses everything they built.
+    for kind in ("dirty-label", "poison"):
+        one = replace(config, poison=replace(config.poison, kinds=(kind,)))
+        first = run_poisoning(one, tmp_path / "work", tmp_path / f"report-{kind}", log=messages.append)
+        other = "poison" if kind == "dirty-label" else "dirty_label"
+        assert set(first[kind.replace("-", "_")]) == {"0", "2", "3"} and first.get(other) is None
     messages.clear()
     metrics = run_poisoning(config, tmp_path / "work", tmp_path / "report", log=messages.append)
-    assert not any(m.startswith(("[train-dirty-label", "[train-clean")) and "running" in m for m in messages)
+    assert not any("running" in m for m in messages), "the whole run reuses both kinds' jobs"
     work = tmp_path / "work"
     candidates, record = image_set(work / "candidates")
     assert len(candidates) == 3 and record["alignment"] == sorted(record["alignment"], reverse=True)
@@ -109,3 +111,19 @@ def test_poison_kinds_flag_is_for_a_poisoning_config(capsys):
 
     assert main(["evaluate", "--config", "mini-quick", "--poison-kinds", "poison", "--quiet"]) == 2
     assert "--poison-kinds is for a poisoning config" in capsys.readouterr().err
+
+
+def test_verdict_says_when_the_dirty_label_control_failed_too():
+    from sfumato.evaluation.poisoning_report import _verdict
+
+    p = PoisonSettings(counts=(0, 25, 200))
+    row = lambda share: {"attack_success": share}  # noqa: E731
+    failed = {"poison": {"0": row(0.0), "25": row(0.0), "200": row(0.05)},
+              "dirty_label": {"0": row(0.0), "25": row(0.1), "200": row(0.3)}}
+    verdict = _verdict(failed, p)
+    assert "best 5.0 % at N = 200" in verdict and "cannot tell whether the poison works" in verdict
+    control_worked = {**failed, "dirty_label": {**failed["dirty_label"], "200": row(0.9)}}
+    assert "cannot tell" not in _verdict(control_worked, p)
+    works = {"concept": "artist05", "destination": "artist12", "poison": {"0": row(0.0), "25": row(0.8), "200": row(0.9)},
+             "dirty_label": {"0": row(0.0), "25": row(0.2), "200": row(0.95)}}
+    assert _verdict(works, p).startswith("the poison works: at N = 25")

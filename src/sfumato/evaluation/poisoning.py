@@ -152,8 +152,10 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
     if "poison" in p.kinds:
         candidates = run("candidates", "candidates", {"model": whole, "concept": p.concept, "count": most, "seed": seed},
                          lambda out: stage_candidates(out, unseen, concept=p.concept, count=most, model=model, seed=seed))
-        extra["poison"] = run("poison-set", _folder("poison-set", p.objective), {"model": whole, **asdict(p),
-                                                                                 "seed": seed},
+        # Which kinds run does not change the poison set: its key names the poison kind alone, so a job run
+        # with --poison-kinds poison and the whole run share it.
+        key = {"model": whole, **asdict(replace(p, kinds=("poison",))), "seed": seed}
+        extra["poison"] = run("poison-set", _folder("poison-set", p.objective), key,
                               lambda out: stage_poison_set(out, work / "candidates", settings=p, model=model, seed=seed),
                               inputs=[candidates])
     if "dirty-label" in p.kinds:

@@ -59,9 +59,15 @@ def _verdict(metrics: dict, p) -> str:
         return (f"the poison works: at N = {min(reached)} poisoned pairs among {p.clean_pairs} clean ones, "
                 f"{_pct(poison[str(min(reached))]['attack_success'])} of the images for \"a painting by "
                 f"{metrics['concept']}\" are judged {metrics['destination']}, more than with dirty-label pairs.")
-    best = max((f["attack_success"], n) for n, f in poison.items()) if poison else (None, None)
-    return (f"the poison does not reach {ATTACK_TARGET:.0%} at any N up to {max(p.counts)} (best "
-            f"{_pct(best[0])} at N = {best[1]}), or does not beat dirty-label pairs where it does.")
+    best = max((f["attack_success"], int(n)) for n, f in poison.items()) if poison else (None, None)
+    verdict = (f"the poison does not reach {ATTACK_TARGET:.0%} at any N up to {max(p.counts)} (best "
+               f"{_pct(best[0])} at N = {best[1]}), or does not beat dirty-label pairs where it does.")
+    control = max((f["attack_success"] for f in dirty.values()), default=None)
+    if control is not None and control < ATTACK_TARGET:  # the control failed too: the run cannot judge the poison
+        verdict += (f" The dirty-label control (the destination's own images, captioned as the concept) reached at "
+                    f"most {_pct(control)} too, so this run cannot tell whether the poison works: the trainer or "
+                    f"the judge does not reach the destination at all.")
+    return verdict
 
 
 def _curve(metrics: dict, p, path: Path) -> None:

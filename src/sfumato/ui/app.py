@@ -85,7 +85,7 @@ POISON_NOTE = ("**Nightshade's poison** (Shan et al., 2024): each image keeps it
                "concept), but the model's encoder sees it as the destination, one of the model's own images of it. "
                "A cloak protects one artist's style from a mimic who targets them; a poison is a deterrent against "
                "scraping in general: a model trained on enough poisoned pairs paints the destination when asked "
-               "for the concept. Whether it works on this model is not measured yet (issue #18).")
+               "for the concept. Whether it works on this model is not shown yet: see the About tab.")
 
 #: The Cloak tab's outputs after a stop or when no file could be cloaked: the status says why, the rest stays empty.
 EMPTY = (None, None, [], None, [])
