@@ -184,8 +184,9 @@ class Purifier:
         x+δ, because δ was tuned against E); IMPRESS restores that consistency while staying
         perceptually close to the protected image x_p. Kept: the consistency loss, the hinge to
         the protected image, Adam from x_p. Changed: P is sfumato's perceptual metric with the
-        cloak's budget (the paper: LPIPS, bound 0.1); 200 steps at learning rate 0.005 in [0, 1]
-        units instead of the paper's 3,000 at 0.001 (sfumato-mini's VAE converges sooner).
+        cloak's budget (the paper: LPIPS); 200 Adam steps at learning rate 0.005 in [0, 1] units,
+        far fewer than the paper runs on Stable Diffusion: a CPU cost choice, not yet checked for
+        convergence on sfumato-mini.
         """
         if self.perceptual is None or self.budget is None:
             raise ValueError("impress needs a perceptual metric and its budget")
