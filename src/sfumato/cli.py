@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: off: not yet measured to protect more)")
     c.add_argument("--robust", action="store_true",
                    help="optimise in expectation over what a mimic may do to the image first (noise, resizing, "
-                        "blur, JPEG); the same cost per step (default: off)")
+                        "blur, JPEG); about the same time (default: off)")
     c.add_argument("--model", default="mini",
                    help="mini, a Stable Diffusion hub id or a local diffusers folder (default: mini, built in)")
     c.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes (default: 0)")
