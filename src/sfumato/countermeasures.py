@@ -97,11 +97,12 @@ def jpeg(images: torch.Tensor, quality: float) -> torch.Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
 
 
-def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur, kernel of 2·round(3σ) + 1 pixels."""
+def blur(images: torch.Tensor, sigma: float, grid: bool = True) -> torch.Tensor:
+    """Gaussian blur, kernel of 2·round(3σ) + 1 pixels (``grid=False``: not rounded, differentiable)."""
     from torchvision.transforms.functional import gaussian_blur
 
-    return _on_grid(gaussian_blur(images, kernel_size=2 * round(3 * sigma) + 1, sigma=sigma))
+    out = gaussian_blur(images, kernel_size=2 * round(3 * sigma) + 1, sigma=sigma)
+    return _on_grid(out) if grid else out
 
 
 def gaussian_noise(images: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
@@ -110,11 +111,12 @@ def gaussian_noise(images: torch.Tensor, sigma: float, generator: torch.Generato
     return _on_grid(images + sigma * noise.to(images.device))
 
 
-def resize_round_trip(images: torch.Tensor, factor: float) -> torch.Tensor:
-    """Down by ``factor`` (antialiased bilinear) and back to the same size (bilinear)."""
+def resize_round_trip(images: torch.Tensor, factor: float, grid: bool = True) -> torch.Tensor:
+    """Down by ``factor`` (antialiased bilinear) and back to the same size (bilinear; ``grid=False``: not
+    rounded, differentiable)."""
     size = tuple(images.shape[-2:])
-    small = tuple(max(8, round(side / factor)) for side in size)
-    return _on_grid(resize(resize(images, small), size))
+    out = resize(resize(images, tuple(max(8, round(side / factor)) for side in size)), size)
+    return _on_grid(out) if grid else out
 
 
 class Purifier:

@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .resize import resize
+from .countermeasures import blur, resize_round_trip
 
 __all__ = ["TRANSFORMS", "RANGES", "diff_jpeg", "draw_transform", "RandomView"]
 
@@ -94,12 +94,6 @@ def diff_jpeg(images: torch.Tensor, quality: float) -> torch.Tensor:
     return rgb[..., :h, :w].clamp(0, 1)
 
 
-def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    from torchvision.transforms.functional import gaussian_blur
-
-    return gaussian_blur(images, kernel_size=2 * round(3 * sigma) + 1, sigma=sigma)
-
-
 def draw_transform(generator: torch.Generator, kinds: tuple[str, ...] = TRANSFORMS):
     """One random transformation of the pool: ``(name, value, function)``; every draw from ``generator``."""
     index = int(torch.randint(len(kinds), (1,), generator=generator))
@@ -117,13 +111,9 @@ def draw_transform(generator: torch.Generator, kinds: tuple[str, ...] = TRANSFOR
 
         return kind, value, add_noise
     if kind == "resize":
-        def round_trip(x: torch.Tensor) -> torch.Tensor:
-            size = tuple(x.shape[-2:])
-            return resize(resize(x, tuple(max(8, round(s / value)) for s in size)), size)
-
-        return kind, value, round_trip
+        return kind, value, lambda x: resize_round_trip(x, value, grid=False)
     if kind == "blur":
-        return kind, value, lambda x: _blur(x, value)
+        return kind, value, lambda x: blur(x, value, grid=False)
     return kind, value, lambda x: diff_jpeg(x, value)
 
 
