@@ -240,12 +240,13 @@ def test_missing_output_folder_is_created_and_a_file_is_refused(tmp_path, tiny_v
 
 
 def test_every_option_states_its_default():
-    """sfumato cloak, sfumato evaluate and python app.py: each option's help says its default (or that it is required)."""
+    """sfumato cloak, poison, evaluate and python app.py: each option's help says its default (or that it is required)."""
     from sfumato.cli import build_parser
     from sfumato.ui import build_parser as app_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices
-    for name, parser in [("cloak", commands["cloak"]), ("evaluate", commands["evaluate"]), ("app.py", app_parser())]:
+    assert set(commands) == {"cloak", "poison", "evaluate"}
+    for name, parser in [*commands.items(), ("app.py", app_parser())]:
         for action in parser._actions:
             if action.dest == "help":
                 continue
@@ -273,3 +274,14 @@ def test_cloak_connects_nowhere_and_auto_metric_is_local(tmp_path, out_dir, tiny
     assert attempts == [], f"outside connections: {attempts}"
     assert os.environ["HF_HUB_OFFLINE"] == "1", "the CLI stays off the hub unless --online"
     assert json.loads((out_dir / "art.cloak.json").read_text())["perceptual_metric"] == "effnet-lite0"
+
+
+def test_module_entry_point_for_accelerate_launch():
+    """``accelerate launch -m sfumato.cli evaluate ...`` (the GPU config's multi-GPU recipe) needs ``python -m``."""
+    import subprocess
+    import sys
+
+    from sfumato import __version__
+
+    done = subprocess.run([sys.executable, "-m", "sfumato.cli", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == f"sfumato {__version__}", done.stderr
