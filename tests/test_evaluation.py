@@ -470,6 +470,7 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     for name in ("report.md", "metrics.json", "frontier.png", "grid.png"):
         assert (tmp_path / "report" / name).is_file(), name
     assert "| sds | 8 |" in (tmp_path / "report" / "report.md").read_text()
+    assert "standard error of the mean over the cases" in (tmp_path / "report" / "report.md").read_text()
     from sfumato.evaluation.benchmark import benchmark_headline
 
     line = benchmark_headline(metrics)
@@ -574,3 +575,28 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     messages.clear()
     again = run_matrix(config, tmp_path / "work", tmp_path / "report", log=messages.append, kept_parts_only=True)
     assert sum("[part] reused" in m for m in messages) == 2 and again["matrix"] == metrics["matrix"]
+
+
+def test_standard_error_over_cases():
+    from sfumato.evaluation.benchmark import standard_error
+
+    assert standard_error([0.5]) is None
+    assert standard_error([0.2, 0.4]) == pytest.approx(0.1)  # sd 0.1414 / √2
+    assert standard_error([0.3, 0.3, 0.3]) == 0
+
+
+def test_the_committed_benchmark_parts_match_the_shipped_config():
+    """A setting added to the config must not retire the committed parts (each a CPU-hour or more): every part in
+    evaluation/results/protections/parts still stands for its evaluation under the shipped mini-bench."""
+    from sfumato.evaluation import load_config
+    from sfumato.evaluation.benchmark import _is_current, _part_key, _single
+
+    config = load_config("mini-bench")
+    parts = sorted((Path(__file__).parents[1] / "evaluation" / "results" / "protections" / "parts").glob("*/part.json"))
+    assert parts, "no committed part"
+    for record in parts:
+        protect = json.loads(record.read_text())["config"]["protect"]
+        single = _single(config, protect["protection"], protect["intensity"])
+        single = replace(single, protect=replace(single.protect, budget_scale=protect.get("budget_scale", 1.0),
+                                                 flips=protect.get("flips", False), robust=protect.get("robust", False)))
+        assert _is_current(record.parent, _part_key(single)), record.parent.name

@@ -45,6 +45,14 @@ def _levels(intensity: str) -> str:
     return f"{resolve_config(intensity).max_levels:g}"
 
 
+def standard_error(values: list[float]) -> float | None:
+    """The standard error of the mean over cases (sample standard deviation / √n); None below two values."""
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+
+
 def _figures(metrics: dict, images: int, targeted: bool) -> dict:
     """The benchmark's figures of one evaluation's ``metrics.json`` (``targeted``: the protection has a style target)."""
     cases = metrics["cases"]
@@ -55,6 +63,7 @@ def _figures(metrics: dict, images: int, targeted: bool) -> dict:
     visibility = metrics["aggregate"]["visibility"]
     return {
         "protection_success": mean([c["scores"]["protection_success"] for c in worked]),
+        "protection_success_se": standard_error([c["scores"]["protection_success"] for c in worked]),
         "protection_success_all_cases": mean([c["scores"]["protection_success"] for c in cases]),
         "cases_where_attack_worked": len(worked),
         "mimicry_cloaked": mean([c["scores"]["mimicry_success"]["cloaked"] for c in cases]),
@@ -162,8 +171,9 @@ def _is_current(part: Path, key: dict) -> bool:
             and _comparable(json.loads(record.read_text())) == _comparable(key))
 
 
-#: Settings added after parts were kept, at the value that computes what those parts computed.
-_ADDED_LATER = {"protect": {"robust": False}}
+#: Settings added after parts were kept (dotted paths in the config), at the value that computes what those
+#: parts computed.
+_ADDED_LATER = {"protect.robust": False, "upscaler": None, "matrix": None}
 
 
 def _comparable(key: dict) -> dict:
@@ -173,8 +183,14 @@ def _comparable(key: dict) -> dict:
     config = dict(key["config"])
     if config.get("art") is None:
         config.pop("art_judge", None)
-    for section, defaults in _ADDED_LATER.items():
-        config[section] = {k: v for k, v in config.get(section, {}).items() if defaults.get(k, object()) != v}
+    for path, old in _ADDED_LATER.items():
+        *sections, name = path.split(".")
+        table = config
+        for section in sections:
+            table[section] = dict(table.get(section, {}))
+            table = table[section]
+        if name in table and table[name] == old:
+            del table[name]
     return key | {"config": config}
 
 
@@ -304,6 +320,11 @@ def benchmark_headline(metrics: dict) -> str:
             + (f" Not measured yet: {len(missing)} part(s) of the benchmark." if missing else ""))
 
 
+def _binomial_points(images: int) -> int:
+    """The standard error, in points, of a share near 50 % judged on ``images`` images."""
+    return round(100 * math.sqrt(0.25 / images))
+
+
 def _pct(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f} %"
 
@@ -323,13 +344,19 @@ def _markdown(metrics: dict) -> str:
              "| protection | ±levels | protection success | over all cases | judged as target | PSNR (dB) | SSIM | "
              "perceptual distance | s / image (128 px) | peak RSS (MB) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    notes = ["", "± is the standard error of the mean over the cases (their spread, sample standard deviation / √n); "
+             f"each case's share also has a sampling error of about {_binomial_points(gen['images_per_prompt'])} points "
+             f"near 50 % ({gen['images_per_prompt']} images). Two protections whose means differ by less than about "
+             "twice the larger standard error are within noise of each other."]
     for protection, entry in metrics["protections"].items():
         for level, f in sorted(entry["intensities"].items(), key=lambda kv: float(kv[0])):
-            lines.append(f"| {protection} | {level} | {_pct(f['protection_success'])} "
-                         f"({f['cases_where_attack_worked']} cases) | {_pct(f['protection_success_all_cases'])} | "
+            se = f.get("protection_success_se")
+            lines.append(f"| {protection} | {level} | {_pct(f['protection_success'])}"
+                         f"{'' if se is None else f' ± {100 * se:.1f}'} ({f['cases_where_attack_worked']} cases) | {_pct(f['protection_success_all_cases'])} | "
                          f"{_pct(f['judged_as_target'])} | {f['psnr_db']:.1f} | {f['ssim']:.3f} | "
                          f"{f['perceptual_distance']:.3f} | {f['seconds_per_image'] or 'n/a'} | "
                          f"{f['peak_rss_mb'] or 'n/a'} |")
+    lines += notes
     if metrics.get("missing"):
         lines += ["", f"**Not measured yet** ({len(metrics['missing'])}): " + "; ".join(metrics["missing"])
                   + ". This report is a part of the benchmark; nothing here ranks what is missing."]
