@@ -424,6 +424,8 @@ def test_verdict_says_when_the_attack_itself_failed():
     assert "the cloak stopped it:" in verdict(stopped)
     partly = {"mimicry_success": {"base": 0.0, "clean": 0.8, "cloaked": 0.5}, "protection_success": 0.5}
     assert "only partly" in verdict(partly)
+    none = {"mimicry_success": {"base": 0.0, "clean": 0.984, "cloaked": 1.0}, "protection_success": 0.0}
+    assert "did not stop it" in verdict(none) and "only partly" not in verdict(none)
 
 
 def test_verdict_separates_cases_where_the_attack_failed():

@@ -127,6 +127,9 @@ def verdict(aggregate: dict) -> str:
     elif aggregate["protection_success"] >= 0.9:
         text = (f"the attack works on the originals ({_pct(ms['clean'])}) and the cloak stopped it: "
                 f"{_pct(aggregate['protection_success'])} of the cloaked mimic's images are not in the artist's style.")
+    elif ms["cloaked"] >= ms["clean"]:
+        text = (f"the attack works on the originals ({_pct(ms['clean'])}) and the cloak did not stop it: the cloaked "
+                f"mimic reached {_pct(ms['cloaked'])}, as much as the mimic trained on the originals or more.")
     else:
         text = (f"the attack works on the originals ({_pct(ms['clean'])}) but the cloak stopped it only partly: "
                 f"the cloaked mimic still reached {_pct(ms['cloaked'])}.")
@@ -241,7 +244,7 @@ def _markdown(m: dict) -> str:
               if cfg.get("clean_only") else
               f"- Cloak: {cfg['protect'].get('protection', 'glaze')}, intensity `{cfg['protect']['intensity']}`, "
               f"quality `{cfg['protect']['quality']}`, target `{cfg['protect']['target']}`, "
-              f"countermeasure `{cfg['protect']['countermeasure']}`."),
+              f"countermeasure `{cfg['protect']['countermeasure']}`{_cloak_options(cfg['protect'])}."),
              f"- LoRA: rank {cfg['lora']['rank']}, {cfg['lora']['steps']} steps of {cfg['lora']['batch_size']}, "
              f"learning rate {cfg['lora']['learning_rate']}, min-SNR γ {cfg['lora'].get('snr_gamma', 5.0)}, "
              f"offset noise {cfg['lora'].get('noise_offset', 0.0)}, modules {', '.join(cfg['lora']['target_modules'])}.",
@@ -260,6 +263,13 @@ def _markdown(m: dict) -> str:
             lines += [f"### {c['case']}", "", f"![{c['case']}]({c['figure']})", ""]
     lines += _glossary()
     return "\n".join(lines)
+
+
+def _cloak_options(protect: dict) -> str:
+    """The cloak's non-default options, as the report's settings line names them."""
+    scale = protect.get("budget_scale", 1.0)
+    return ((f", {scale:g}× the perceptual budget" if scale != 1 else "")
+            + (", flips" if protect.get("flips") else "") + (", robust" if protect.get("robust") else ""))
 
 
 def _art_judge_rows(m: dict) -> list[str]:
