@@ -602,3 +602,17 @@ def test_the_committed_benchmark_parts_match_the_shipped_config():
         single = replace(single, protect=replace(single.protect, budget_scale=protect.get("budget_scale", 1.0),
                                                  flips=protect.get("flips", False), robust=protect.get("robust", False)))
         assert _is_current(record.parent, _part_key(single)), record.parent.name
+
+
+def test_the_benchmark_says_plainly_whether_any_protection_reaches_the_goal():
+    from sfumato.evaluation.benchmark_report import goal_verdict
+
+    def bench(**rows):
+        return {"protections": {n: {"intensities": {"8": {"protection_success": s, "psnr_db": p}}}
+                                for n, (s, p) in rows.items()}, "missing": []}
+
+    none = goal_verdict(bench(glaze=(0.256, 32.0), advdm=(0.072, 33.9)) | {"missing": ["mist at ±8"]})
+    assert none.startswith("No protection reaches the 90 % goal at ±8 levels so far") and "glaze at 25.6 %" in none
+    assert goal_verdict(bench(mist=(0.93, 32.5), glaze=(0.2, 32))) == ("At ±8 levels mist (93.0 %, PSNR 32.5 dB) "
+                                                                       "reaches the 90 % goal.")
+    assert goal_verdict(bench(loud=(0.95, 30.1))).startswith("No protection reaches"), "too visible: PSNR < 32 dB"

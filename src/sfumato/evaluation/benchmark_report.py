@@ -64,6 +64,7 @@ def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, 
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
     frontier_figure(figures, out / "frontier.png")
     grid_figure(runs, config, out / "parts", out / "grid.png")
+    metrics["verdict"] = goal_verdict(metrics)
     (out / "report.md").write_text(_markdown(metrics))
     return metrics
 
@@ -142,6 +143,27 @@ def grid_figure(runs: dict, config: EvaluationConfig, parts: Path, path: Path) -
     _palette(path)
 
 
+#: The protections issue's goal: protection success at the default intensity (±8 levels, PSNR >= 32 dB).
+GOAL = 0.9
+
+
+def goal_verdict(metrics: dict) -> str:
+    """Plainly, whether any protection measured at ±8 levels reaches the goal with its cloaks' PSNR >= 32 dB."""
+    rows = [(name, entry["intensities"]["8"]) for name, entry in metrics["protections"].items()
+            if "8" in entry["intensities"] and entry["intensities"]["8"]["protection_success"] is not None]
+    if not rows:
+        return "No protection has been measured at ±8 levels yet."
+    reached = [(n, f) for n, f in rows if f["protection_success"] >= GOAL and f["psnr_db"] >= 32]
+    so_far = " so far" if metrics.get("missing") else ""
+    if reached:
+        return ("At ±8 levels " + ", ".join(f"{n} ({_pct(f['protection_success'])}, PSNR {f['psnr_db']:.1f} dB)"
+                                            for n, f in reached)
+                + f" {'reaches' if len(reached) == 1 else 'reach'} the {100 * GOAL:.0f} % goal.")
+    name, best = max(rows, key=lambda row: row[1]["protection_success"])
+    return (f"No protection reaches the {100 * GOAL:.0f} % goal at ±8 levels{so_far}: the best of the {len(rows)} "
+            f"measured is {name} at {_pct(best['protection_success'])} (PSNR {best['psnr_db']:.1f} dB).")
+
+
 def benchmark_headline(metrics: dict) -> str:
     """A benchmark's verdict in one line: every protection at ±8 levels, best first, over the cases whose clean
     mimic worked (as the README and the About tab quote it)."""
@@ -152,6 +174,7 @@ def benchmark_headline(metrics: dict) -> str:
     return (f"protection success at ±8 levels over the {worked} of {len(metrics['cases'])} case(s) where the clean "
             f"mimic worked: " + ", ".join(f"{name} {_pct(f['protection_success'])} (PSNR {f['psnr_db']:.1f} dB)"
                                          for name, f in rows) + "."
+            + f" {goal_verdict(metrics)}"
             + (f" Not measured yet: {len(missing)} part(s) of the benchmark." if missing else ""))
 
 
@@ -176,6 +199,7 @@ def _markdown(metrics: dict) -> str:
              f"guidance {gen['guidance']}. Protection success = 1 − the share of the cloaked mimic's images judged "
              f"the artist's style, averaged over the cases whose clean mimic reached "
              f"{100 * metrics['attack_works_at']:.0f} %.", "",
+             f"**Verdict**: {goal_verdict(metrics)}", "",
              "| protection | ±levels | protection success | over all cases | judged as target | PSNR (dB) | SSIM | "
              "perceptual distance | s / image (128 px) | peak RSS (MB) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
