@@ -61,7 +61,8 @@ def about_text(results: Path = RESULTS) -> str:
     lines = ["## What sfumato does",
              "sfumato adds a small, carefully computed change to your image (a *cloak*). People barely see it; "
              "a text-to-image model's image encoder sees your artwork as if it were painted in another style. "
-             "A mimic who fine-tunes a model on cloaked images learns the wrong style.",
+             "The aim is that a mimic who fine-tunes a model on cloaked images learns the wrong style. On the "
+             "embedded model, sfumato-mini, no protection does that yet at the default intensity: see Measured.",
              "", "## What it does not promise",
              "- It does not stop anyone from copying, printing or looking at your image.",
              "- It is measured against today's fine-tuning recipes and the encoder it was computed for; a future "
