@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 from conftest import make_artwork
 from PIL import Image
 
@@ -127,3 +128,46 @@ def test_verdict_says_when_the_dirty_label_control_failed_too():
     works = {"concept": "artist05", "destination": "artist12", "poison": {"0": row(0.0), "25": row(0.8), "200": row(0.9)},
              "dirty_label": {"0": row(0.0), "25": row(0.2), "200": row(0.95)}}
     assert _verdict(works, p).startswith("the poison works: at N = 25")
+
+
+def test_an_interrupted_poison_set_resumes_from_its_finished_poisons(tiny_pipeline_dir, tmp_path, monkeypatch):
+    from sfumato.api import Cloaker
+    from sfumato.evaluation.contract import resume_folder, run_stage
+    from sfumato.evaluation.poisoning import stage_poison_set
+    from sfumato.evaluation.stages import _write_set
+
+    images = torch.stack([make_artwork(64, 64, seed=k) for k in range(3)])
+    _write_set(tmp_path / "candidates", images, ["a", "b", "c"], ["a painting by artist05"] * 3)
+    settings = PoisonSettings(concept=5, destination=19, quality="preview")
+    calls, cloak = [], Cloaker.cloak
+
+    def counted(self, *args, **kwargs):
+        if len(calls) == 2 and fail:
+            raise KeyboardInterrupt  # the session ends during the third poison
+        calls.append(1)
+        return cloak(self, *args, **kwargs)
+
+    monkeypatch.setattr(Cloaker, "cloak", counted)
+    folder, key = tmp_path / "poison-set", {"settings": "these"}
+    resume = resume_folder("poison-set", folder, key)
+    build = lambda out: stage_poison_set(out, tmp_path / "candidates", settings=settings,  # noqa: E731
+                                         model=str(tiny_pipeline_dir), seed=0, resume=resume)
+    fail = True
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("poison-set", folder, key, build, log=lambda m: None)
+    assert sorted(p.name for p in resume.iterdir()) == ["0000.json", "0000.png", "0001.json", "0001.png"]
+    fail = False
+    run_stage("poison-set", folder, key, build, log=lambda m: None)
+    assert len(calls) == 3, "the rerun computes the missing poison only"
+    assert not resume.exists(), "a finished stage removes what it kept"
+    resumed, record = image_set(folder)
+
+    calls.clear()
+    fresh = tmp_path / "fresh"
+    run_stage("poison-set", fresh, key, lambda out: stage_poison_set(out, tmp_path / "candidates", settings=settings,
+                                                                     model=str(tiny_pipeline_dir), seed=0),
+              log=lambda m: None)
+    again, fresh_record = image_set(fresh)
+    assert len(calls) == 3 and torch.equal(resumed, again), "resuming changes no poison"
+    assert record["figures"] == fresh_record["figures"]
+    assert resume_folder("poison-set", folder, {"settings": "others"}) != resume

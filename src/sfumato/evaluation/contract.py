@@ -85,6 +85,14 @@ def run_stage(stage: str, folder: str | Path, settings: dict, build, *, inputs: 
         return _run_unlocked(stage, folder, settings, build, inputs, log)
 
 
+def resume_folder(stage: str, folder: str | Path, settings: dict, inputs: list[dict] = ()) -> Path:
+    """Where a long stage may keep its finished pieces, so that a rerun after an interruption (a session's end)
+    starts from the first missing one: beside ``folder``, named by the stage's key, so that a change of
+    settings or upstream starts afresh. :func:`run_stage` removes it once the stage is done."""
+    folder = Path(folder)
+    return folder.with_name(f"{folder.name}.resume-{_key(stage, settings, list(inputs))}")
+
+
 @contextmanager
 def stage_lock(folder: Path):
     """Hold the lock file ``.NAME.lock`` beside a stage's folder (POSIX; a no-op where fcntl is missing).
@@ -121,6 +129,8 @@ def _run_unlocked(stage: str, folder: Path, settings: dict, build, inputs: list[
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(partial, folder)
+    for kept in folder.parent.glob(f"{folder.name}.resume-*"):
+        shutil.rmtree(kept, ignore_errors=True)
     log(f"[{stage}] done in {manifest['seconds']:.1f} s")
     return manifest | {"reused": False}
 

@@ -15,6 +15,7 @@ each N. Stages, each a folder with a manifest (``contract.run_stage``)::
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 
 from ..corpus import CorpusConfig, artist_token, build_corpus, load_images, read_manifest
 from .config import KINDS, PoisonSettings
-from .contract import hardware, run_stage, stage_lock, versions
+from .contract import hardware, read_images, resume_folder, run_stage, stage_lock, versions, write_images
 from .fingerprint import FINETUNE_PARTS, model_fingerprint
 from .metrics import judged_shares
 from .stages import _write_set, image_set, stage_finetune, stage_generate
@@ -64,8 +65,14 @@ def stage_candidates(folder: Path, corpus: Path, *, concept: int, count: int, mo
     return {"images": count, "alignment_kept_min": float(scores[order[-1]]), "alignment_median": float(scores.median())}
 
 
-def stage_poison_set(folder: Path, candidates: Path, *, settings: PoisonSettings, model: str, seed: int) -> dict:
-    """Each candidate cloaked towards its own anchor of B (the model's own image of B), captioned A."""
+def stage_poison_set(folder: Path, candidates: Path, *, settings: PoisonSettings, model: str, seed: int,
+                     resume: Path | None = None) -> dict:
+    """Each candidate cloaked towards its own anchor of B (the model's own image of B), captioned A.
+
+    Each poison depends on its own image and anchor only, so with ``resume`` (see
+    :func:`~sfumato.evaluation.contract.resume_folder`) every finished one is also kept there, and a rerun after an
+    interruption computes only the missing ones: a denoiser-aware poison set takes longer than a session.
+    """
     from ..api import Cloaker
     from ..poison import Anchor, poison_config
 
@@ -73,12 +80,22 @@ def stage_poison_set(folder: Path, candidates: Path, *, settings: PoisonSettings
     cloaker = Cloaker(model)
     config = poison_config(artist_token(settings.concept), settings.intensity, settings.quality, settings.objective)
     anchors = cloaker.anchors(artist_token(settings.destination), len(images), seed=seed)
+    if resume is not None:
+        resume.mkdir(parents=True, exist_ok=True)
     poisoned, figures = [], []
     for k, image in enumerate(images):
+        name = f"{k:04d}"
+        if resume is not None and (resume / f"{name}.json").is_file():
+            poisoned.append(read_images(resume, [name])[0])
+            figures.append(json.loads((resume / f"{name}.json").read_text()))
+            continue
         [result], _ = cloaker.cloak([image], config, target=Anchor(anchors[k], name=f"anchor#{k}"), seed=seed)
         poisoned.append(result.image.cpu())
         figures.append({k: result.report[k] for k in ("psnr_db", "linf_levels", "encoder_to_target_before",
                                                       "encoder_to_target_after")})
+        if resume is not None:  # the image first: its figures mark it finished
+            write_images(resume, poisoned[-1][None], [name])
+            (resume / f"{name}.json").write_text(json.dumps(figures[-1]) + "\n")
     _write_set(folder, torch.stack(poisoned), record["names"], record["captions"], figures=figures)
     mean = lambda key: sum(f[key] for f in figures) / len(figures)  # noqa: E731
     return {"images": len(poisoned), "psnr_db": mean("psnr_db"),
@@ -155,8 +172,11 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
         # Which kinds run does not change the poison set: its key names the poison kind alone, so a job run
         # with --poison-kinds poison and the whole run share it.
         key = {"model": whole, **asdict(replace(p, kinds=("poison",))), "seed": seed}
-        extra["poison"] = run("poison-set", _folder("poison-set", p.objective), key,
-                              lambda out: stage_poison_set(out, work / "candidates", settings=p, model=model, seed=seed),
+        folder = _folder("poison-set", p.objective)
+        resume = resume_folder("poison-set", work / folder, key, [candidates])
+        extra["poison"] = run("poison-set", folder, key,
+                              lambda out: stage_poison_set(out, work / "candidates", settings=p, model=model, seed=seed,
+                                                           resume=resume),
                               inputs=[candidates])
     if "dirty-label" in p.kinds:
         extra["dirty-label"] = run("dirty-set", "dirty-set", {"concept": p.concept, "destination": p.destination,
