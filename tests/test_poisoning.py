@@ -75,7 +75,9 @@ def test_poisoning_runs_every_stage_and_reports_the_curve(tiny_pipeline_dir, cor
     assert "base" in metrics["collateral"] and metrics["verdict"].startswith("the poison")
     for name in ("report.md", "metrics.json", "attack-success.png", "grid.png"):
         assert (tmp_path / "report" / name).is_file(), name
-    assert "| poison | 3 |" in (tmp_path / "report" / "report.md").read_text()
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| poison | 3 |" in report and "The 3 poisons: mean PSNR" in report and "min over the stages" in report
+    assert metrics["poison_set"]["images"] == 3 and metrics["compute_seconds"] > 0
 
     messages.clear()
     again = run_poisoning(config, work, tmp_path / "report", log=messages.append)

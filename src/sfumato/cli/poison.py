@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     q.add_argument("inputs", nargs="+", metavar="INPUT", help="images of the concept, files or folders (required)")
     q.add_argument("--concept", required=True, help="what the images show, e.g. artist05 on sfumato-mini (required)")
     q.add_argument("--destination", required=True,
-                   help="what a model trained on them should learn instead, e.g. artist19 (required)")
+                   help="what a model trained on them should learn instead, e.g. artist12 (required)")
     q.add_argument("--out", required=True, metavar="DIR", help="output folder, created when missing (required)")
     q.add_argument("--objective", default="glaze", choices=targeted,
                    help="the objective towards the anchors (default: glaze, the paper's encoder objective)")

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["MANIFEST", "run_stage", "stage_lock", "is_current", "read_manifest", "write_images", "read_images", "versions", "hardware"]
+__all__ = ["MANIFEST", "run_stage", "resume_folder", "stage_lock", "is_current", "read_manifest", "write_images",
+           "read_images", "versions", "hardware"]
 
 MANIFEST = "manifest.json"
 

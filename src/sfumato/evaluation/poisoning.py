@@ -154,9 +154,11 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
     p, work = config.poison, Path(work)
     report_dir = Path(report_dir) if report_dir is not None else work / "report"
     seed, model, started = config.seeds[0], config.model, time.perf_counter()
-    whole = model_fingerprint(model)
-    run = lambda stage, folder, settings, build, inputs=(): run_stage(  # noqa: E731
-        stage, work / folder, settings, build, inputs=inputs, log=log)
+    whole, manifests = model_fingerprint(model), []
+
+    def run(stage, folder, settings, build, inputs=()):
+        manifests.append(run_stage(stage, work / folder, settings, build, inputs=inputs, log=log))
+        return manifests[-1]
 
     # 1. The corpora: all pretraining pairs, and A's and B's images of content the model never saw.
     pretrain, unseen = _corpora(config, work)
@@ -220,5 +222,8 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
             shares |= _shares(judge, work / f"samples-{name}-{part}", prompts, count, p.destination)
         figures[label] = shares
     log(f"== report -> {report_dir} ({time.perf_counter() - started:.0f} s this run)")
-    return write_poisoning_report(config, figures, work, report_dir,
-                                  {"hardware": hardware(), "versions": versions()})
+    poisons = {k: extra["poison"][k] for k in ("images", "psnr_db", "encoder_ratio")} if "poison" in extra else None
+    return write_poisoning_report(config, figures, work, report_dir, {
+        "poison_set": poisons, "compute_seconds": round(sum(m["seconds"] for m in manifests), 1),
+        "threads": sorted({m["hardware"]["threads"] for m in manifests}), "hardware": hardware(),
+        "versions": versions()})

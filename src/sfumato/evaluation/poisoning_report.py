@@ -133,6 +133,13 @@ def _markdown(m: dict, p) -> str:
             lines.append(f"| {kind} | {n} | {_pct(f['attack_success'])} | {_pct(f['still_concept'])} | "
                          f"{_pct(f['bleed_through']['related'])} | {_pct(f['bleed_through']['unrelated'])} | "
                          f"{_pct(f['collateral'])} |")
-    lines += ["", "![attack success against N](attack-success.png)", "", "![a painting by the concept](grid.png)", "",
-              f"Hardware: {m['hardware']}."]
+    lines += ["", "![attack success against N](attack-success.png)", "", "![a painting by the concept](grid.png)", ""]
+    if m.get("poison_set"):
+        s = m["poison_set"]
+        lines += [f"The {s['images']} poisons: mean PSNR {s['psnr_db']:.1f} dB against their originals; the squared "
+                  f"encoder distance to their anchors cut by {1 - s['encoder_ratio']:.0%} on average.", ""]
+    hw, threads = m["hardware"], " or ".join(map(str, m.get("threads") or [m["hardware"].get("threads", "?")]))
+    lines.append(f"Hardware: {hw.get('cpu', '?')}, {threads} threads per job, torch {hw.get('torch', '?')}"
+                 + (f"; compute {m['compute_seconds'] / 60:.0f} min over the stages (the corpora's rendering not "
+                    "counted)." if "compute_seconds" in m else "."))
     return "\n".join(lines) + "\n"

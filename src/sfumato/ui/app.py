@@ -267,7 +267,7 @@ def build_app(*, model: str = "mini", device: str = "cpu", limits: Limits = Limi
                     artists = [artist_token(s) for s in range(len(style_names()))]
                     concept = gr.Dropdown(artists, value="artist05", allow_custom_value=True,
                                           label="Concept: what the images show (their caption)")
-                    destination = gr.Dropdown(artists, value="artist19", allow_custom_value=True,
+                    destination = gr.Dropdown(artists, value="artist12", allow_custom_value=True,
                                               label="Destination: what a model trained on them learns instead")
                     poison_intensity = gr.Radio(list(INTENSITY_PRESETS), value="default", label="Intensity",
                                                 info=INTENSITY_HELP)
