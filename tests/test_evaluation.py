@@ -354,6 +354,8 @@ def test_shipped_configs_load(tmp_path):
     assert replace(screen, name=poison.name, poison=replace(screen.poison, objective="glaze", counts=poison.poison.counts,
                                                             kinds=poison.poison.kinds)) == poison, \
         "the written-down screen changes the objective and the counts only"
+    first = load_config(Path(__file__).parents[1] / "evaluation/results/nightshade-artist19/mini-poison-artist19.toml")
+    assert first == replace(poison, poison=replace(poison.poison, destination=19)), "the first run's record: B alone"
     robust = replace(quick, protect=replace(quick.protect, robust=True, protection="sds"))
     assert robust.variant == "sds-robust" and quick.variant == "", "robust cloaks get folders of their own"
 
