@@ -35,7 +35,7 @@ def _corpus(folder, split, styles, per_style):
 def corpora(tmp_path_factory):
     root = tmp_path_factory.mktemp("poison-corpus")
     _corpus(root / "pretrain", "pretrain", PRETRAIN_STYLES[:4], 2)
-    _corpus(root / "concepts", "eval", (5, 19), 4)
+    _corpus(root / "concepts", "eval", (5, 12, 19), 4)
     return root
 
 
@@ -95,6 +95,13 @@ def test_poisoning_runs_every_stage_and_reports_the_curve(tiny_pipeline_dir, cor
     messages.clear()
     run_poisoning(config, work, tmp_path / "report", log=messages.append)
     assert not any("running" in m for m in messages), "the first objective's stages are untouched"
+
+    # Another destination leaves the clean model but changes the other artists: their samples are made again.
+    messages.clear()
+    moved = replace(config, poison=replace(config.poison, destination=12, kinds=("dirty-label",), counts=(0,)))
+    run_poisoning(moved, work, tmp_path / "report-12", log=messages.append)
+    running = {m.split("]")[0][1:] for m in messages if "running" in m}
+    assert running == {"samples-base-others", "samples-clean-others"}, running
 
 
 def test_poison_settings_refuse_bad_experiments():

@@ -168,7 +168,7 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
     clean = run("clean-set", "clean-set", {"count": p.clean_pairs, "seed": seed},
                 lambda out: stage_clean_set(out, pretrain, count=p.clean_pairs, seed=seed))
     extra = {}
-    if "poison" in p.kinds:
+    if "poison" in p.kinds and most:
         candidates = run("candidates", "candidates", {"model": whole, "concept": p.concept, "count": most, "seed": seed},
                          lambda out: stage_candidates(out, unseen, concept=p.concept, count=most, model=model, seed=seed))
         # Which kinds run does not change the poison set: its key names the poison kind alone, so a job run
@@ -180,7 +180,7 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
                               lambda out: stage_poison_set(out, work / "candidates", settings=p, model=model, seed=seed,
                                                            resume=resume),
                               inputs=[candidates])
-    if "dirty-label" in p.kinds:
+    if "dirty-label" in p.kinds and most:
         extra["dirty-label"] = run("dirty-set", "dirty-set", {"concept": p.concept, "destination": p.destination,
                                                               "count": most, "seed": seed},
                                    lambda out: stage_dirty_set(out, unseen, concept=p.concept,
@@ -213,8 +213,10 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
                                      ("others", others, p.other_images)):
             settings = replace(config.generate, images_per_prompt=count)
             texts = [_caption(s) for s in prompts.values()]
-            run(f"samples-{label}-{part}", f"samples-{name}-{part}", {"model": whole, "prompts": texts,
-                                                                      **asdict(settings), "seed": seed},
+            # The texts come after the sampling settings, whose own "prompts" (templates this stage does not use)
+            # would otherwise hide them: a new destination changes the other artists, and their samples with it.
+            run(f"samples-{label}-{part}", f"samples-{name}-{part}", {"model": whole, **asdict(settings),
+                                                                      "prompts": texts, "seed": seed},
                 lambda out, folder=folder, texts=texts, settings=settings: stage_generate(
                     out, model=model, lora_folder=folder, prompts=texts, settings=settings, seed=seed,
                     device=config.device),
