@@ -81,7 +81,7 @@ def _curve(metrics: dict, p, path: Path) -> None:
         series = metrics[kind.replace("-", "_")]
         ax.plot(list(map(int, series)), [100 * f["attack_success"] for f in series.values()], marker="o", label=kind)
     ax.axhline(100 * ATTACK_TARGET, color="grey", lw=0.6, ls="--")
-    ax.set_xlabel(f"pairs for \"a painting by {metrics['concept']}\" among {p.clean_pairs} clean ones")
+    ax.set_xlabel(f"N pairs for \"a painting by {metrics['concept']}\"\n(among {p.clean_pairs} clean ones)", fontsize=8)
     ax.set_ylabel(f"judged {metrics['destination']} (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=7)
