@@ -1,7 +1,9 @@
 """What a trainer learns from poisoned pairs: the style judge on D(E(x + δ)) of a poisoning run's poison set.
 
-    python benchmarks/poison_view_judge.py --work sfumato-evaluation/mini-poison --concept 5 --destination 19 \
-        --out benchmarks/results/poison-view-judge-mini.json
+    python benchmarks/poison_view_judge.py --work sfumato-evaluation/mini-poison-artist19 --concept 5 --destination 19 \
+        --out benchmarks/results/poison-view-judge-mini.json      # the first run (B = artist19)
+    python benchmarks/poison_view_judge.py --work sfumato-evaluation/mini-poison --concept 5 --destination 12 \
+        --out benchmarks/results/poison-view-judge-mini-artist12.json  # the shipped mini-poison (B = artist12)
 
 A latent diffusion model trained on a poisoned pair learns the latents E(x + δ) under the concept's
 caption. For the first ``--count`` poisons of a poisoning run's ``poison-set`` stage and their

@@ -174,9 +174,9 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
         # Which kinds run does not change the poison set: its key names the poison kind alone, so a job run
         # with --poison-kinds poison and the whole run share it.
         key = {"model": whole, **asdict(replace(p, kinds=("poison",))), "seed": seed}
-        folder = _folder("poison-set", p.objective)
-        resume = resume_folder("poison-set", work / folder, key, [candidates])
-        extra["poison"] = run("poison-set", folder, key,
+        poison_folder = _folder("poison-set", p.objective)
+        resume = resume_folder("poison-set", work / poison_folder, key, [candidates])
+        extra["poison"] = run("poison-set", poison_folder, key,
                               lambda out: stage_poison_set(out, work / "candidates", settings=p, model=model, seed=seed,
                                                            resume=resume),
                               inputs=[candidates])
