@@ -137,6 +137,10 @@ def test_verdict_says_when_the_dirty_label_control_failed_too():
     works = {"concept": "artist05", "destination": "artist12", "poison": {"0": row(0.0), "25": row(0.8), "200": row(0.9)},
              "dirty_label": {"0": row(0.0), "25": row(0.2), "200": row(0.95)}}
     assert _verdict(works, p).startswith("the poison works: at N = 25")
+    assert _verdict(works, p).endswith("more than with dirty-label pairs.")
+    poison_only = {"poison": failed["poison"]}  # a screen of the poison alone says so, and no control verdict
+    assert _verdict(poison_only, p).endswith("(best 5.0 % at N = 200); no dirty-label pairs were run.")
+    assert _verdict({**works, "dirty_label": {}}, p).endswith("(no dirty-label pairs were run).")
 
 
 def test_an_interrupted_poison_set_resumes_from_its_finished_poisons(tiny_pipeline_dir, tmp_path, monkeypatch):

@@ -58,10 +58,12 @@ def _verdict(metrics: dict, p) -> str:
     if reached:
         return (f"the poison works: at N = {min(reached)} poisoned pairs among {p.clean_pairs} clean ones, "
                 f"{_pct(poison[str(min(reached))]['attack_success'])} of the images for \"a painting by "
-                f"{metrics['concept']}\" are judged {metrics['destination']}, more than with dirty-label pairs.")
+                f"{metrics['concept']}\" are judged {metrics['destination']}"
+                + (", more than with dirty-label pairs." if dirty else " (no dirty-label pairs were run)."))
     best = max((f["attack_success"], int(n)) for n, f in poison.items()) if poison else (None, None)
     verdict = (f"the poison does not reach {ATTACK_TARGET:.0%} at any N up to {max(p.counts)} (best "
-               f"{_pct(best[0])} at N = {best[1]}), or does not beat dirty-label pairs where it does.")
+               f"{_pct(best[0])} at N = {best[1]})"
+               + (", or does not beat dirty-label pairs where it does." if dirty else "; no dirty-label pairs were run."))
     control = max((f["attack_success"] for f in dirty.values()), default=None)
     if control is not None and control < ATTACK_TARGET:  # the control failed too: the run cannot judge the poison
         verdict += (f" The dirty-label control (the destination's own images, captioned as the concept) reached at "
@@ -117,8 +119,9 @@ def _markdown(m: dict, p) -> str:
     lines = [f"# Poisoning: \"a painting by {m['concept']}\" towards {m['destination']}", "",
              f"A trainer fine-tunes `{cfg['model']}` on {p.clean_pairs} clean pairs of the pretraining artists plus N "
              f"pairs captioned \"a painting by {m['concept']}\": poison ({p.objective} towards the model's own images of "
-             f"{m['destination']}, intensity {p.intensity}) or dirty-label ({m['destination']}'s images). "
-             f"Fine-tune: {'whole UNet' if cfg['lora'].get('full_unet') else 'LoRA rank ' + str(cfg['lora']['rank'])}, "
+             f"{m['destination']}, intensity {p.intensity})"
+             + (f" or dirty-label ({m['destination']}'s images). " if "dirty-label" in p.kinds else ". ")
+             + f"Fine-tune: {'whole UNet' if cfg['lora'].get('full_unet') else 'LoRA rank ' + str(cfg['lora']['rank'])}, "
              f"{cfg['lora']['steps']} steps of {cfg['lora']['batch_size']}, learning rate {cfg['lora']['learning_rate']}. "
              f"Judge: sfumato's style judge; {cfg['generate']['images_per_prompt']} images for the concept, "
              f"{p.other_images} for each other artist.", "",
