@@ -4,6 +4,9 @@
         --out benchmarks/results/poison-view-judge-mini.json      # the first run (B = artist19)
     python benchmarks/poison_view_judge.py --work sfumato-evaluation/mini-poison --concept 5 --destination 12 \
         --out benchmarks/results/poison-view-judge-mini-artist12.json  # the shipped mini-poison (B = artist12)
+    python benchmarks/poison_view_judge.py --work sfumato-evaluation/mini-poison --concept 5 --destination 12 \
+        --poison-set poison-set-style-dm \
+        --out benchmarks/results/poison-view-judge-mini-artist12-style-dm.json  # its style-dm screen
 
 A latent diffusion model trained on a poisoned pair learns the latents E(x + δ) under the concept's
 caption. For the first ``--count`` poisons of a poisoning run's ``poison-set`` stage and their
