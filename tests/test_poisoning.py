@@ -170,17 +170,19 @@ def test_an_interrupted_poison_set_resumes_from_its_finished_poisons(tiny_pipeli
         run_stage("poison-set", folder, key, build, log=lambda m: None)
     assert sorted(p.name for p in resume.iterdir()) == ["0000.json", "0000.png", "0001.json", "0001.png"]
     fail = False
-    run_stage("poison-set", folder, key, build, log=lambda m: None)
+    manifest = run_stage("poison-set", folder, key, build, log=lambda m: None)
     assert len(calls) == 3, "the rerun computes the missing poison only"
+    assert manifest["resumed"] == 2, "the report can say which poisons' time this run does not count"
     assert not resume.exists(), "a finished stage removes what it kept"
     resumed, record = image_set(folder)
 
     calls.clear()
     fresh = tmp_path / "fresh"
-    run_stage("poison-set", fresh, key, lambda out: stage_poison_set(out, tmp_path / "candidates", settings=settings,
-                                                                     model=str(tiny_pipeline_dir), seed=0),
-              log=lambda m: None)
+    fresh_manifest = run_stage("poison-set", fresh, key, lambda out: stage_poison_set(
+        out, tmp_path / "candidates", settings=settings, model=str(tiny_pipeline_dir), seed=0), log=lambda m: None)
     again, fresh_record = image_set(fresh)
     assert len(calls) == 3 and torch.equal(resumed, again), "resuming changes no poison"
-    assert record["figures"] == fresh_record["figures"]
+    assert fresh_manifest["resumed"] == 0 and fresh_manifest["poison_seconds"] > 0
+    untimed = lambda figures: [{k: v for k, v in f.items() if k != "seconds"} for f in figures]  # noqa: E731
+    assert untimed(record["figures"]) == untimed(fresh_record["figures"])
     assert resume_folder("poison-set", folder, {"settings": "others"}) != resume

@@ -82,24 +82,30 @@ def stage_poison_set(folder: Path, candidates: Path, *, settings: PoisonSettings
     anchors = cloaker.anchors(artist_token(settings.destination), len(images), seed=seed)
     if resume is not None:
         resume.mkdir(parents=True, exist_ok=True)
-    poisoned, figures = [], []
+    poisoned, figures, resumed = [], [], 0
     for k, image in enumerate(images):
         name = f"{k:04d}"
         if resume is not None and (resume / f"{name}.json").is_file():
             poisoned.append(read_images(resume, [name])[0])
             figures.append(json.loads((resume / f"{name}.json").read_text()))
+            resumed += 1
             continue
+        started = time.perf_counter()
         [result], _ = cloaker.cloak([image], config, target=Anchor(anchors[k], name=f"anchor#{k}"), seed=seed)
         poisoned.append(result.image.cpu())
         figures.append({k: result.report[k] for k in ("psnr_db", "linf_levels", "encoder_to_target_before",
-                                                      "encoder_to_target_after")})
+                                                      "encoder_to_target_after")}
+                       | {"seconds": round(time.perf_counter() - started, 2)})
         if resume is not None:  # the image first: its figures mark it finished
             write_images(resume, poisoned[-1][None], [name])
             (resume / f"{name}.json").write_text(json.dumps(figures[-1]) + "\n")
     _write_set(folder, torch.stack(poisoned), record["names"], record["captions"], figures=figures)
     mean = lambda key: sum(f[key] for f in figures) / len(figures)  # noqa: E731
+    # A resumed stage's own seconds leave out the poisons made before the interruption: "resumed" says how many
+    # there were, and "poison_seconds" adds up every poison's own time where it was recorded.
     return {"images": len(poisoned), "psnr_db": mean("psnr_db"),
-            "encoder_ratio": mean("encoder_to_target_after") / mean("encoder_to_target_before")}
+            "encoder_ratio": mean("encoder_to_target_after") / mean("encoder_to_target_before"),
+            "resumed": resumed, "poison_seconds": round(sum(f.get("seconds", 0.0) for f in figures), 1)}
 
 
 def stage_dirty_set(folder: Path, corpus: Path, *, concept: int, destination: int, count: int, seed: int) -> dict:
@@ -224,7 +230,8 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
             shares |= _shares(judge, work / f"samples-{name}-{part}", prompts, count, p.destination)
         figures[label] = shares
     log(f"== report -> {report_dir} ({time.perf_counter() - started:.0f} s this run)")
-    poisons = {k: extra["poison"][k] for k in ("images", "psnr_db", "encoder_ratio")} if "poison" in extra else None
+    poisons = ({k: extra["poison"][k] for k in ("images", "psnr_db", "encoder_ratio", "resumed") if k in extra["poison"]}
+               if "poison" in extra else None)
     return write_poisoning_report(config, figures, work, report_dir, {
         "poison_set": poisons, "compute_seconds": round(sum(m["seconds"] for m in manifests), 1),
         "threads": sorted({m["hardware"]["threads"] for m in manifests}), "hardware": hardware(),

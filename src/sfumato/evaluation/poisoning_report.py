@@ -140,7 +140,9 @@ def _markdown(m: dict, p) -> str:
     if m.get("poison_set"):
         s = m["poison_set"]
         lines += [f"The {s['images']} poisons: mean PSNR {s['psnr_db']:.1f} dB against their originals; the squared "
-                  f"encoder distance to their anchors cut by {1 - s['encoder_ratio']:.0%} on average.", ""]
+                  f"encoder distance to their anchors cut by {1 - s['encoder_ratio']:.0%} on average."
+                  + (f" {s['resumed']} of them were made by an earlier, interrupted run and read back; their time "
+                     "is not in the compute below." if s.get("resumed") else ""), ""]
     hw, threads = m["hardware"], " or ".join(map(str, m.get("threads") or [m["hardware"].get("threads", "?")]))
     lines.append(f"Hardware: {hw.get('cpu', '?')}, {threads} threads per job, torch {hw.get('torch', '?')}"
                  + (f"; compute {m['compute_seconds'] / 60:.0f} min over the stages (the corpora's rendering not "
