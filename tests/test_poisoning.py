@@ -13,7 +13,7 @@ from PIL import Image
 from sfumato.corpus import PRETRAIN_STYLES, artist_token
 from sfumato.evaluation import EvaluationConfig, GenerateSettings
 from sfumato.evaluation.config import PoisonSettings
-from sfumato.evaluation.poisoning import run_poisoning
+from sfumato.evaluation.poisoning import run_poisoning, run_poisoning_jobs
 from sfumato.evaluation.stages import image_set
 from sfumato.finetune import LoraSettings
 
@@ -49,17 +49,13 @@ def _config(model, corpus, **changes):
 
 def test_poisoning_runs_every_stage_and_reports_the_curve(tiny_pipeline_dir, corpora, tmp_path):
     config = _config(tiny_pipeline_dir, corpora)
-    messages = []
-    # One job per kind runs first (--poison-kinds); the whole run then reuses everything they built.
-    for kind in ("dirty-label", "poison"):
-        one = replace(config, poison=replace(config.poison, kinds=(kind,)))
-        first = run_poisoning(one, tmp_path / "work", tmp_path / f"report-{kind}", log=messages.append)
-        other = "poison" if kind == "dirty-label" else "dirty_label"
+    messages, work = [], tmp_path / "work"
+    # One one-thread process per kind runs first (--jobs 2); the report then reuses everything they built.
+    metrics = run_poisoning_jobs(config, work, tmp_path / "report", jobs=2, log=messages.append)
+    assert not any("running" in m for m in messages), "the report reuses both kinds' jobs"
+    for kind, other in (("dirty-label", "poison"), ("poison", "dirty_label")):
+        first = json.loads((work / f"report-{kind}" / "metrics.json").read_text())
         assert set(first[kind.replace("-", "_")]) == {"0", "2", "3"} and first.get(other) is None
-    messages.clear()
-    metrics = run_poisoning(config, tmp_path / "work", tmp_path / "report", log=messages.append)
-    assert not any("running" in m for m in messages), "the whole run reuses both kinds' jobs"
-    work = tmp_path / "work"
     candidates, record = image_set(work / "candidates")
     assert len(candidates) == 3 and record["alignment"] == sorted(record["alignment"], reverse=True)
     poisoned, poison_record = image_set(work / "poison-set")
@@ -121,6 +117,8 @@ def test_poison_kinds_flag_is_for_a_poisoning_config(capsys):
 
     assert main(["evaluate", "--config", "mini-quick", "--poison-kinds", "poison", "--quiet"]) == 2
     assert "--poison-kinds is for a poisoning config" in capsys.readouterr().err
+    assert main(["evaluate", "--config", "mini-quick", "--jobs", "2", "--quiet"]) == 2
+    assert "--jobs is for a poisoning config" in capsys.readouterr().err
 
 
 def test_verdict_says_when_the_dirty_label_control_failed_too():

@@ -49,6 +49,9 @@ def add_parser(sub) -> None:
                    help="a poisoning config's training sets to run, from poison,dirty-label: one per job to run "
                         "two jobs side by side on one --work (they share the clean model); a last run with "
                         "both writes the whole report (default: the config's)")
+    e.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="a poisoning config's training-set kinds as up to N one-thread processes side by side, "
+                        "then the report (2 on 2 cores: about half the wall time; default: 1, one process)")
     e.add_argument("--kept-parts", action="store_true",
                    help="a benchmark's report from the parts already kept in REPORT/parts, naming what is "
                         "missing; runs nothing (default: off)")
@@ -88,6 +91,8 @@ def config_from_args(args: argparse.Namespace):
     config = load_config(args.config)
     if args.poison_kinds and config.poison is None:
         raise ValueError("--poison-kinds is for a poisoning config (mini-poison)")
+    if args.jobs != 1 and (config.poison is None or args.jobs < 1):
+        raise ValueError("--jobs is for a poisoning config (mini-poison), and at least 1")
     if args.countermeasures and config.matrix is None:
         raise ValueError("--countermeasures is for a countermeasure matrix config (mini-counter)")
     config = config.with_overrides(
@@ -132,9 +137,10 @@ def run(args: argparse.Namespace) -> int:
     log = (lambda *a: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     try:
         if config.poison is not None:
-            from ..evaluation.poisoning import run_poisoning
+            from ..evaluation.poisoning import run_poisoning, run_poisoning_jobs
 
-            metrics = run_poisoning(config, work, report, log=log)
+            metrics = (run_poisoning(config, work, report, log=log) if args.jobs == 1 else
+                       run_poisoning_jobs(config, work, report, jobs=args.jobs, log=None if args.quiet else log))
             print(f"verdict: {metrics['verdict']}\nreport: {report / 'report.md'}")
             return 0
         if config.matrix is not None and not config.clean_only:

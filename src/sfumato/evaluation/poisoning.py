@@ -29,7 +29,7 @@ from .fingerprint import FINETUNE_PARTS, model_fingerprint
 from .metrics import judged_shares
 from .stages import _write_set, image_set, stage_finetune, stage_generate
 
-__all__ = ["PoisonSettings", "run_poisoning", "KINDS"]
+__all__ = ["PoisonSettings", "run_poisoning", "run_poisoning_jobs", "KINDS"]
 
 #: The stage folder of each kind's pairs.
 SETS = {"poison": "poison-set", "dirty-label": "dirty-set"}
@@ -236,3 +236,33 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
         "poison_set": poisons, "compute_seconds": round(sum(m["seconds"] for m in manifests), 1),
         "threads": sorted({m["hardware"]["threads"] for m in manifests}), "hardware": hardware(),
         "versions": versions()})
+
+
+def run_poisoning_jobs(config, work: str | Path, report_dir: str | Path | None = None, *, jobs: int = 2,
+                       log=print) -> dict:
+    """:func:`run_poisoning` with each training-set kind (poison, dirty-label) first run as its own one-thread
+    process, up to ``jobs`` side by side; this process then writes the report from what they built, every
+    stage reused. On 2 CPU cores this takes about half the wall time of one two-thread process: small models
+    gain little from a second thread. The stages the kinds share (the corpora, the clean set, the clean model)
+    are built once: the second job waits on their lock and reuses them."""
+    kinds = config.poison.kinds
+    if jobs > 1 and len(kinds) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        parts = [replace(config, poison=replace(config.poison, kinds=(kind,))) for kind in kinds]
+        with ProcessPoolExecutor(min(jobs, len(kinds)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in [pool.submit(_kind_job, part, Path(work), log is not None) for part in parts]:
+                done.result()  # a job's error ends the run here, with its traceback
+    return run_poisoning(config, work, report_dir, log=log or (lambda message: None))
+
+
+def _kind_job(config, work: Path, verbose: bool) -> None:
+    """One kind's stages, on one thread (a worker of :func:`run_poisoning_jobs`); its own report stays in WORK."""
+    import sys
+
+    torch.set_num_threads(1)
+    kind = config.poison.kinds[0]
+    log = (lambda message: print(f"({kind}) {message}", file=sys.stderr, flush=True)) if verbose else (lambda m: None)
+    run_poisoning(config, work, work / f"report-{kind}", log=log)
+
