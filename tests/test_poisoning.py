@@ -58,12 +58,13 @@ def test_poisoning_runs_every_stage_and_reports_the_curve(tiny_pipeline_dir, cor
         assert set(first[kind.replace("-", "_")]) == {"0", "2", "3"} and first.get(other) is None
     candidates, record = image_set(work / "candidates")
     assert len(candidates) == 3 and record["alignment"] == sorted(record["alignment"], reverse=True)
-    poisoned, poison_record = image_set(work / "poison-set")
+    poisoned, poison_record = image_set(work / "poison-set-preview")  # the tiny run's quality is in its names
     assert poisoned.shape == candidates.shape and set(poison_record["captions"]) == {"a painting by artist05"}
     assert max(f["linf_levels"] for f in poison_record["figures"]) <= 8 + 1e-4
     assert set(image_set(work / "dirty-set")[1]["captions"]) == {"a painting by artist05"}
     trained = sorted(f.name for f in work.glob("train-*"))
-    assert trained == ["train-clean", "train-dirty-label-2", "train-dirty-label-3", "train-poison-2", "train-poison-3"]
+    assert trained == ["train-clean", "train-dirty-label-2", "train-dirty-label-3", "train-poison-2-preview",
+                       "train-poison-3-preview"]
     for key in ("0", "2", "3"):
         assert 0 <= metrics["poison"][key]["attack_success"] <= 1 and key in metrics["dirty_label"]
     assert metrics["poison"]["0"] == metrics["dirty_label"]["0"], "N = 0 is the same clean model"
@@ -86,7 +87,8 @@ def test_poisoning_runs_every_stage_and_reports_the_curve(tiny_pipeline_dir, cor
     screened = run_poisoning(other, work, tmp_path / "report-style-dm", log=messages.append)
     running = {m.split("]")[0][1:] for m in messages if "running" in m}
     assert running == {"poison-set", "train-poison-3", "samples-poison-3-concept", "samples-poison-3-others"}
-    assert (work / "poison-set-style-dm" / "manifest.json").is_file() and (work / "train-poison-3-style-dm").is_dir()
+    assert (work / "poison-set-style-dm-preview" / "manifest.json").is_file()
+    assert (work / "train-poison-3-style-dm-preview").is_dir()
     assert set(screened["poison"]) == {"0", "3"} and screened["poison"]["0"] == metrics["poison"]["0"]
     messages.clear()
     run_poisoning(config, work, tmp_path / "report", log=messages.append)
@@ -110,6 +112,10 @@ def test_poison_settings_refuse_bad_experiments():
     with pytest.raises(ValueError, match="no target to point the poison at"):
         PoisonSettings(objective="advdm")
     assert PoisonSettings(concept=5, destination=19).related_concepts == (0, 1, 3, 4, 6, 8, 9)
+    # Another poison keeps its own side of a shared work folder; the paper's default keeps the plain names.
+    assert PoisonSettings().poison_side("poison-set") == "poison-set"
+    assert PoisonSettings(objective="style-dm").poison_side("train-poison-200") == "train-poison-200-style-dm"
+    assert PoisonSettings(intensity="high", quality="faster").poison_side("poison-set") == "poison-set-high-faster"
 
 
 def test_poison_kinds_flag_is_for_a_poisoning_config(capsys):

@@ -192,6 +192,14 @@ class PoisonSettings:
         """Every pretraining artist but A and B: bleed-through and collateral damage are read on these."""
         return tuple(s for s in PRETRAIN_STYLES if s not in (self.concept, self.destination))
 
+    def poison_side(self, name: str) -> str:
+        """A poison-side folder's name (``poison-set``, ``train-poison-N``, ...): as it is for the paper's
+        objective at the default intensity and quality, else with what differs appended, so that another
+        poison shares the clean stages of one work folder and keeps its own."""
+        differs = [v for v, default in ((self.objective, "glaze"), (self.intensity, "default"),
+                                        (self.quality, "default")) if v != default]
+        return "-".join([name, *differs])
+
 
 @dataclass(frozen=True)
 class EvaluationConfig:

@@ -35,12 +35,6 @@ __all__ = ["PoisonSettings", "run_poisoning", "run_poisoning_jobs", "KINDS"]
 SETS = {"poison": "poison-set", "dirty-label": "dirty-set"}
 
 
-def _folder(name: str, objective: str) -> str:
-    """A poison-side folder's name: as it is for the paper's objective (``glaze``), else with the objective
-    appended, so that a second objective shares the clean stages of one work folder and keeps its own."""
-    return name if objective == "glaze" else f"{name}-{objective}"
-
-
 def _caption(style: int) -> str:
     return f"a painting by {artist_token(style)}"
 
@@ -180,7 +174,7 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
         # Which kinds run does not change the poison set: its key names the poison kind alone, so a job run
         # with --poison-kinds poison and the whole run share it.
         key = {"model": whole, **asdict(replace(p, kinds=("poison",))), "seed": seed}
-        poison_folder = _folder("poison-set", p.objective)
+        poison_folder = p.poison_side("poison-set")
         resume = resume_folder("poison-set", work / poison_folder, key, [candidates])
         extra["poison"] = run("poison-set", poison_folder, key,
                               lambda out: stage_poison_set(out, work / "candidates", settings=p, model=model, seed=seed,
@@ -199,8 +193,8 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
             label = "clean" if n == 0 else f"{kind}-{n}"
             if label in models:
                 continue
-            name = _folder(label, p.objective) if kind == "poison" and n else label
-            sets = _folder(SETS[kind], p.objective) if kind == "poison" else SETS[kind]
+            name = p.poison_side(label) if kind == "poison" and n else label
+            sets = p.poison_side(SETS[kind]) if kind == "poison" else SETS[kind]
             parts = [(work / "clean-set", None)] + ([(work / sets, n)] if n else [])
             upstream = [clean] + ([extra[kind]] if n else [])
             manifest = run(f"train-{label}", f"train-{name}", {"model": model_fingerprint(model, FINETUNE_PARTS),

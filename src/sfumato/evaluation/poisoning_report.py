@@ -43,8 +43,8 @@ def write_poisoning_report(config, shares: dict, work: Path, out: Path, machine:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     _curve(metrics, p, out / "attack-success.png")
     top = max(p.counts)
-    rows = {"base": "base", "clean": "clean", f"poison-{top}": f"poison-{top}" if p.objective == "glaze"
-            else f"poison-{top}-{p.objective}", f"dirty-label-{top}": f"dirty-label-{top}"}
+    rows = {"base": "base", "clean": "clean", f"poison-{top}": p.poison_side(f"poison-{top}"),
+            f"dirty-label-{top}": f"dirty-label-{top}"}
     _grid(work, {label: name for label, name in rows.items() if label in shares}, out / "grid.png")
     (out / "report.md").write_text(_markdown(metrics, p))
     return metrics
