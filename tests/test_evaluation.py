@@ -500,7 +500,7 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     partial = run_benchmark(more, tmp_path / "work", tmp_path / "report", log=messages.append, kept_parts_only=True)
     assert not any("running" in m for m in messages)
     assert set(partial["protections"]) == {"glaze", "sds", "photoguard"}
-    assert partial["missing"] == ["advdm at ±8", "the best 1 at ±8 at ±4"]
+    assert partial["missing"] == ["advdm at ±8", "the best 1 (ranked at ±8 once every protection is in) at ±4"]
     assert "**Not measured yet** (2): advdm at ±8;" in (tmp_path / "report" / "report.md").read_text()
     assert benchmark_headline(partial).endswith("Not measured yet: 2 part(s) of the benchmark.")
     with pytest.raises(ValueError, match="no kept part"):

@@ -112,7 +112,7 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
     if len(measured) < len(bench.protections):  # the best ones are not known until every protection is in
         ranked = []
         if bench.sweep_best and bench.sweep_intensities:
-            missing.append(f"the best {bench.sweep_best} at ±{first} at "
+            missing.append(f"the best {bench.sweep_best} (ranked at ±{first} once every protection is in) at "
                            + " and ".join(f"±{levels_key(i)}" for i in bench.sweep_intensities))
     for protection in dict.fromkeys([*bench.sweep, *ranked[:bench.sweep_best]]):
         for intensity in bench.sweep_intensities:

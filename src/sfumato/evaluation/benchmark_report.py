@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .config import EvaluationConfig
-from .contract import versions
+from .contract import hardware_words, versions
 from ..config import resolve_config
 from .report import ATTACK_WORKS, _palette
 from .run import case_folders, cases
@@ -224,5 +224,5 @@ def _markdown(metrics: dict) -> str:
               + (f"`{speed['script']}` in fresh processes on {speed['hardware'].get('cpu', '?')} "
                  f"({speed['hardware'].get('torch_threads', '?')} threads)." if speed else "not measured yet."),
               "", "![protection against visibility](frontier.png)", "", "![one case, every protection](grid.png)",
-              "", f"Hardware of the runs: {metrics['hardware']}."]
+              "", f"Hardware of the runs: {hardware_words(metrics['hardware'])}."]
     return "\n".join(lines) + "\n"

@@ -51,6 +51,14 @@ def hardware() -> dict:
             "torch": torch.__version__}
 
 
+def hardware_words(hw: dict, threads=None) -> str:
+    """A :func:`hardware` record in words for a report: "Intel Xeon, 1 thread per job, no GPU, torch 2.x".
+    ``threads``: the thread counts of the stages behind the report, where they differ from ``hw``'s."""
+    counts = sorted(set(threads or [])) or [hw.get("threads", "?")]
+    return (f"{hw.get('cpu', '?')}, {' or '.join(map(str, counts))} thread{'' if counts == [1] else 's'} per job, "
+            f"{hw.get('gpu') or 'no GPU'}, torch {hw.get('torch', '?')}")
+
+
 def _key(stage: str, settings: dict, inputs: list[dict]) -> str:
     blob = json.dumps({"stage": stage, "settings": settings, "inputs": [m["key"] for m in inputs]}, sort_keys=True,
                       default=str)

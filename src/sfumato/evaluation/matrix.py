@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import EvaluationConfig
-from .contract import versions
+from .contract import hardware_words, versions
 from .report import ATTACK_WORKS, _pct
 
 __all__ = ["run_matrix", "write_matrix_report", "row_name", "ROBUST_TARGET"]
@@ -150,7 +150,7 @@ def write_matrix_report(config: EvaluationConfig, cells: dict, out: str | Path, 
              "countermeasure that helped the cloaked mimic most.", "",
              f"- Cases: {', '.join(metrics['cases'])}; intensity `{config.matrix.intensity}`; "
              f"{config.generate.images_per_prompt} images per prompt.",
-             f"- Hardware: {any_cell['hardware']}; compute {metrics['compute_seconds'] / 60:.1f} min over all cells.",
+             f"- Hardware: {hardware_words(any_cell['hardware'])}; compute {metrics['compute_seconds'] / 60:.1f} min over all cells.",
              "", "| | " + " | ".join(f"`{c}`" for c in columns) + " |", "|---" * (len(columns) + 1) + "|",
              "| clean mimic | " + " | ".join(_pct(figures["clean"][c]["mimicry_success"]) if c in figures["clean"]
                                              else "" for c in columns) + " |"]

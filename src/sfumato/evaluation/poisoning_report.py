@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..corpus import artist_token
+from .contract import hardware_words
 from .report import _palette, _pct
 from .stages import image_set
 
@@ -143,8 +144,7 @@ def _markdown(m: dict, p) -> str:
                   f"encoder distance to their anchors cut by {1 - s['encoder_ratio']:.0%} on average."
                   + (f" {s['resumed']} of them were made by an earlier, interrupted run and read back; their time "
                      "is not in the compute below." if s.get("resumed") else ""), ""]
-    hw, threads = m["hardware"], " or ".join(map(str, m.get("threads") or [m["hardware"].get("threads", "?")]))
-    lines.append(f"Hardware: {hw.get('cpu', '?')}, {threads} threads per job, torch {hw.get('torch', '?')}"
+    lines.append(f"Hardware: {hardware_words(m['hardware'], m.get('threads'))}"
                  + (f"; compute {m['compute_seconds'] / 60:.0f} min over the stages (the corpora's rendering not "
                     "counted)." if "compute_seconds" in m else "."))
     return "\n".join(lines) + "\n"

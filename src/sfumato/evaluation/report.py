@@ -6,7 +6,7 @@ import json
 import statistics
 from pathlib import Path
 
-from .contract import hardware, versions
+from .contract import hardware, hardware_words, versions
 from .stages import image_set
 
 __all__ = ["write_report", "side_by_side", "score_chart", "verdict", "headline", "ATTACK_WORKS"]
@@ -251,7 +251,7 @@ def _markdown(m: dict) -> str:
              f"- Sampling: {cfg['generate']['images_per_prompt']} images per prompt, prompts "
              + ", ".join(f"\"{p}\"" for p in cfg["generate"]["prompts"])
              + f", {cfg['generate']['steps']} steps, guidance {cfg['generate']['guidance']}.",
-             f"- Hardware: {hw.get('cpu', '?')}, {' or '.join(map(str, threads))} threads{_per_case(threads)}, torch {hw.get('torch', '?')}; "
+             f"- Hardware: {hardware_words(hw, threads)}{_per_case(threads)}; "
              f"compute {m['compute_seconds'] / 60:.1f} min over all stages.", ""]
     protected = not cfg.get("clean_only")
     lines += _art_judge_rows(m)

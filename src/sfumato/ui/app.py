@@ -86,7 +86,9 @@ POISON_NOTE = ("**Nightshade's poison** (Shan et al., 2024): each image keeps it
                "concept), but the model's encoder sees it as the destination, one of the model's own images of it. "
                "A cloak protects one artist's style from a mimic who targets them; a poison is a deterrent against "
                "scraping in general: a model trained on enough poisoned pairs paints the destination when asked "
-               "for the concept. Whether it works on this model is not shown yet: see the About tab.")
+               "for the concept. **On sfumato-mini it does not work**: up to 200 poisons among 2,000 clean pairs "
+               "barely move the model, where 25 of the destination's own images captioned as the concept do; the "
+               "About tab gives the measured curve.")
 
 #: The Cloak tab's outputs after a stop or when no file could be cloaked: the status says why, the rest stays empty.
 EMPTY = (None, None, [], None, [])
