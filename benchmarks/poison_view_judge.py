@@ -7,6 +7,9 @@
     python benchmarks/poison_view_judge.py --work sfumato-evaluation/mini-poison --concept 5 --destination 12 \
         --poison-set poison-set-style-dm \
         --out benchmarks/results/poison-view-judge-mini-artist12-style-dm.json  # its style-dm screen
+    python benchmarks/poison_view_judge.py --work sfumato-evaluation/mini-poison --concept 5 --destination 12 \
+        --poison-set poison-set-high \
+        --out benchmarks/results/poison-view-judge-mini-artist12-high.json  # its ±16 screen
 
 A latent diffusion model trained on a poisoned pair learns the latents E(x + δ) under the concept's
 caption. For the first ``--count`` poisons of a poisoning run's ``poison-set`` stage and their
