@@ -84,6 +84,8 @@ def test_readme_evaluate_example_resolves_offline(command, tmp_path, monkeypatch
                         lambda config, work, report, **kw: reached.append((config, report)) or {"verdict": "-"})
     monkeypatch.setattr(sfumato.evaluation.poisoning, "run_poisoning",
                         lambda config, work, report, **kw: reached.append((config, report)) or {"verdict": "-"})
+    monkeypatch.setattr(sfumato.evaluation.poisoning, "run_poisoning_jobs",  # --jobs N: processes see no patch
+                        lambda config, work, report, **kw: reached.append((config, report)) or {"verdict": "-"})
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     args = shlex.split(command)[1:]
