@@ -74,6 +74,7 @@ def test_poisoning_runs_every_stage_and_reports_the_curve(tiny_pipeline_dir, cor
         assert (tmp_path / "report" / name).is_file(), name
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| poison | 3 |" in report and "The 3 poisons: mean PSNR" in report and "min over the stages" in report
+    assert "own time, where it was recorded (3 of 3), adds up to" in report
     assert metrics["poison_set"]["images"] == 3 and metrics["compute_seconds"] > 0
 
     messages.clear()

@@ -99,7 +99,8 @@ def stage_poison_set(folder: Path, candidates: Path, *, settings: PoisonSettings
     # there were, and "poison_seconds" adds up every poison's own time where it was recorded.
     return {"images": len(poisoned), "psnr_db": mean("psnr_db"),
             "encoder_ratio": mean("encoder_to_target_after") / mean("encoder_to_target_before"),
-            "resumed": resumed, "poison_seconds": round(sum(f.get("seconds", 0.0) for f in figures), 1)}
+            "resumed": resumed, "poison_seconds": round(sum(f.get("seconds", 0.0) for f in figures), 1),
+            "timed": sum("seconds" in f for f in figures)}
 
 
 def stage_dirty_set(folder: Path, corpus: Path, *, concept: int, destination: int, count: int, seed: int) -> dict:
@@ -224,7 +225,8 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
             shares |= _shares(judge, work / f"samples-{name}-{part}", prompts, count, p.destination)
         figures[label] = shares
     log(f"== report -> {report_dir} ({time.perf_counter() - started:.0f} s this run)")
-    poisons = ({k: extra["poison"][k] for k in ("images", "psnr_db", "encoder_ratio", "resumed") if k in extra["poison"]}
+    poisons = ({k: extra["poison"][k] for k in ("images", "psnr_db", "encoder_ratio", "resumed", "poison_seconds", "timed")
+                if k in extra["poison"]}
                if "poison" in extra else None)
     return write_poisoning_report(config, figures, work, report_dir, {
         "poison_set": poisons, "compute_seconds": round(sum(m["seconds"] for m in manifests), 1),

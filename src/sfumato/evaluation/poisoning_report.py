@@ -143,7 +143,9 @@ def _markdown(m: dict, p) -> str:
         lines += [f"The {s['images']} poisons: mean PSNR {s['psnr_db']:.1f} dB against their originals; the squared "
                   f"encoder distance to their anchors cut by {1 - s['encoder_ratio']:.0%} on average."
                   + (f" {s['resumed']} of them were made by an earlier, interrupted run and read back; their time "
-                     "is not in the compute below." if s.get("resumed") else ""), ""]
+                     "is not in the compute below." if s.get("resumed") else "")
+                  + (f" Each poison's own time, where it was recorded ({s['timed']} of {s['images']}), adds up to "
+                     f"{s['poison_seconds'] / 60:.1f} min." if s.get("timed") else ""), ""]
     lines.append(f"Hardware: {hardware_words(m['hardware'], m.get('threads'))}"
                  + (f"; compute {m['compute_seconds'] / 60:.0f} min over the stages (the corpora's rendering not "
                     "counted)." if "compute_seconds" in m else "."))
