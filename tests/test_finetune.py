@@ -159,3 +159,34 @@ def test_full_unet_trains_every_weight_and_reloads_exactly(tmp_path):
     assert torch.equal(generate(fresh, "a painting by artist02", 2, seed=1, steps=2), samples)
     # the option enters a fine-tune stage's key only when used, so existing stages keep theirs
     assert "full_unet" not in _lora_key(LoraSettings()) and _lora_key(settings)["full_unet"] is True
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_finetune_resumes_to_the_same_weights(tmp_path):
+    """A session ends mid-fine-tune: the rerun continues from the last kept state and ends bit for bit where an
+    uninterrupted run does (mid-epoch, so the epoch's remaining order must carry over too)."""
+    from sfumato.finetune import STATE
+
+    images, captions = _art()
+    whole = _pipeline()
+    log = finetune_lora(whole, images, captions, FAST, generator=torch.Generator().manual_seed(0))
+
+    def stop(step, loss):
+        if step == 7:
+            raise _Interrupted
+
+    state = tmp_path / "state"
+    with pytest.raises(_Interrupted):
+        finetune_lora(_pipeline(), images, captions, FAST, generator=torch.Generator().manual_seed(0), callback=stop,
+                      checkpoint=state, checkpoint_every=5)
+    assert (state / STATE).is_file()
+    resumed, steps = _pipeline(), []
+    again = finetune_lora(resumed, images, captions, FAST, generator=torch.Generator().manual_seed(0),
+                          callback=lambda step, loss: steps.append(step), checkpoint=state, checkpoint_every=5)
+    assert steps == list(range(5, FAST.steps)), "continues after the 5 steps kept"
+    assert again == log
+    expected, got = whole.unet.state_dict(), resumed.unet.state_dict()
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)

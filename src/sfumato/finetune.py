@@ -8,6 +8,7 @@ works on clean art, and by the evaluation harness to compare clean with cloaked 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,14 +60,20 @@ class LoraSettings:
             raise ValueError(f"noise_offset must be >= 0, got {self.noise_offset}")
 
 
+def next_batch(order: torch.Tensor, n: int, batch_size: int, generator: torch.Generator):
+    """One batch of ``range(n)`` from ``order`` (what is left of the epoch), drawing the next epoch when it runs
+    short; returns ``(batch, what is left)``."""
+    if len(order) < batch_size:
+        order = torch.cat([order, torch.randperm(n, generator=generator, device=generator.device).cpu()])
+    return order[:batch_size], order[batch_size:]
+
+
 def batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
     """Indices of ``steps`` batches of ``range(n)``, drawn epoch by epoch without replacement."""
     order = torch.empty(0, dtype=torch.long)
     for _ in range(steps):
-        if len(order) < batch_size:
-            order = torch.cat([order, torch.randperm(n, generator=generator, device=generator.device).cpu()])
-        yield order[:batch_size]
-        order = order[batch_size:]
+        batch, order = next_batch(order, n, batch_size, generator)
+        yield batch
 
 
 @torch.no_grad()
@@ -120,7 +127,8 @@ def add_lora_adapter(unet, rank: int, alpha: float, target_modules, generator: t
 
 
 def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings: LoraSettings = LoraSettings(), *,
-                  generator: torch.Generator, callback=None, accelerator=None) -> list[dict]:
+                  generator: torch.Generator, callback=None, accelerator=None, checkpoint: Path | None = None,
+                  checkpoint_every: int = 100) -> list[dict]:
     """Add a LoRA adapter to ``pipeline.unet`` and train it on images and captions, in place.
 
     With ``settings.full_unet`` the whole UNet trains instead, with no adapter.
@@ -137,6 +145,10 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
             over processes; give each process its own ``generator`` seed) and the
             pipeline should already sit on ``accelerator.device``. Without one, plain
             PyTorch on the pipeline's device.
+        checkpoint (`Path`, optional): a folder for the training state (trained weights, optimiser, generator,
+            the epoch's remaining order) every ``checkpoint_every`` steps. A call that finds a state there
+            continues from it and ends with the same weights, bit for bit, as a run never interrupted (at the
+            same thread count). Not with an ``accelerator``.
 
     Returns:
         `list[dict]`: the loss every 10 steps.
@@ -145,6 +157,8 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
 
     if images.ndim != 4 or len(images) != len(captions) or len(images) == 0:
         raise ValueError(f"need (N, 3, H, W) images and N captions, got {tuple(images.shape)} and {len(captions)}")
+    if checkpoint is not None and accelerator is not None:
+        raise ValueError("checkpoint is for a single-process fine-tune, not with an accelerator")
     unet, vae = pipeline.unet, pipeline.vae
     scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
     posteriors = torch.cat([encode_posteriors(vae, images), encode_posteriors(vae, images.flip(-1))])
@@ -160,8 +174,12 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
     if accelerator is not None:
         model, optimizer = accelerator.prepare(unet, optimizer)
     model.train()
-    log = []
-    for step, index in enumerate(batches(len(captions), settings.batch_size, settings.steps, generator)):
+    log, order, start = [], torch.empty(0, dtype=torch.long), 0
+    trained = {name: p for name, p in unet.named_parameters() if p.requires_grad}
+    if checkpoint is not None and (Path(checkpoint) / STATE).is_file():
+        start, order, log = _load_state(Path(checkpoint), trained, optimizer, generator)
+    for step in range(start, settings.steps):
+        index, order = next_batch(order, len(captions), settings.batch_size, generator)
         for group in optimizer.param_groups:
             group["lr"] = settings.learning_rate * min(1.0, (step + 1) / 20)
         latents = sample_latents(posteriors[index], generator).to(device, dtype) * vae.config.scaling_factor
@@ -178,10 +196,37 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
         optimizer.step()
         if step % 10 == 0 or step == settings.steps - 1:
             log.append({"step": step, "loss": loss.item()})
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < settings.steps:
+            _save_state(Path(checkpoint), step + 1, order, log, trained, optimizer, generator)
         if callback is not None:
             callback(step, loss.item())
     unet.eval()
     return log
+
+
+#: The fine-tune's training state in a checkpoint folder.
+STATE = "training-state.pt"
+
+
+def _save_state(folder: Path, step: int, order, log, trained: dict, optimizer, generator) -> None:
+    """Write the state after ``step`` steps; a file renamed into place, so an interruption leaves the last one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {"step": step, "order": order, "log": log, "generator": generator.get_state(),
+             "trained": {name: p.detach().cpu() for name, p in trained.items()}, "optimizer": optimizer.state_dict()}
+    torch.save(state, folder / f"{STATE}.tmp")
+    os.replace(folder / f"{STATE}.tmp", folder / STATE)
+
+
+def _load_state(folder: Path, trained: dict, optimizer, generator) -> tuple[int, torch.Tensor, list]:
+    state = torch.load(folder / STATE, weights_only=True)
+    if set(state["trained"]) != set(trained):
+        raise ValueError(f"{folder / STATE} holds another model's training state")
+    with torch.no_grad():
+        for name, p in trained.items():
+            p.copy_(state["trained"][name])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return state["step"], state["order"], state["log"]
 
 
 def save_lora(pipeline, folder) -> None:

@@ -198,10 +198,12 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
             sets = p.poison_side(SETS[kind]) if kind == "poison" else SETS[kind]
             parts = [(work / "clean-set", None)] + ([(work / sets, n)] if n else [])
             upstream = [clean] + ([extra[kind]] if n else [])
-            manifest = run(f"train-{label}", f"train-{name}", {"model": model_fingerprint(model, FINETUNE_PARTS),
-                                                               **asdict(config.lora), "n": n, "seed": seed},
-                           lambda out, parts=parts: stage_finetune(out, parts, model=model, settings=config.lora,
-                                                                   seed=seed, device=config.device), inputs=upstream)
+            training = {"model": model_fingerprint(model, FINETUNE_PARTS), **asdict(config.lora), "n": n, "seed": seed}
+            resume = resume_folder(f"train-{label}", work / f"train-{name}", training, upstream)
+            manifest = run(f"train-{label}", f"train-{name}", training,
+                           lambda out, parts=parts, resume=resume: stage_finetune(
+                               out, parts, model=model, settings=config.lora, seed=seed, device=config.device,
+                               resume=resume), inputs=upstream)
             models[label] = (work / f"train-{name}", manifest, name)
 
     # 4. What each model paints for A, and for every other artist; judged.

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..corpus import artist_token, load_images, read_manifest
 from .art_judge import ARTIST, check_art_counts, weakness
 from .config import EvaluationConfig
-from .contract import is_current, read_manifest as read_stage, run_stage
+from .contract import is_current, read_manifest as read_stage, resume_folder, run_stage
 from .fingerprint import FINETUNE_PARTS, PROTECT_PARTS, model_fingerprint
 from .stages import (image_set, purifier_for, stage_art, stage_countermeasure, stage_finetune, stage_generate,
                      stage_judge, stage_protect, stage_score, victim_corpus)
@@ -292,10 +292,11 @@ def _finetunes(s: _Setup, case: Case, f: dict, sources: dict) -> dict:
     config, tuned = s.config, {}
     lora = {"model": s.lora_weights, **_lora_key(config.lora), "seed": case.seed}
     for name, (images, upstream) in sources.items():
+        resume = resume_folder(f"finetune-{name}", f[f"finetune-{name}"], lora, [upstream])
         tuned[name] = s.run(f"finetune-{name}", f[f"finetune-{name}"], lora,
-                            lambda out, images=images: stage_finetune(out, images, model=config.model,
-                                                                      settings=config.lora, seed=case.seed,
-                                                                      device=config.device, accelerator=s.accelerator),
+                            lambda out, images=images, resume=resume: stage_finetune(
+                                out, images, model=config.model, settings=config.lora, seed=case.seed,
+                                device=config.device, accelerator=s.accelerator, resume=resume),
                             inputs=[upstream], distributed=True)
     return tuned
 

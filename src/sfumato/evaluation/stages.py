@@ -170,9 +170,12 @@ def image_sets(parts: list[tuple[Path, int | None]]) -> tuple[torch.Tensor, list
 
 
 def stage_finetune(folder: Path, images_folder: Path | list[tuple[Path, int | None]], *, model: str,
-                   settings: LoraSettings, seed: int, device: str = "cpu", accelerator=None) -> dict:
+                   settings: LoraSettings, seed: int, device: str = "cpu", accelerator=None,
+                   resume: Path | None = None) -> dict:
     """Fine-tune the model on an image set (LoRA on a frozen base, or the whole UNet with ``settings.full_unet``);
-    write the result in diffusers' format. ``images_folder`` may list several sets, as :func:`image_sets` reads them."""
+    write the result in diffusers' format. ``images_folder`` may list several sets, as :func:`image_sets` reads them.
+    With ``resume`` (a :func:`~sfumato.evaluation.contract.resume_folder`) the training state is kept there every
+    100 steps, and a rerun after an interruption continues from it to the same weights."""
     from ..models import load_text2img_pipeline
 
     if isinstance(images_folder, (str, Path)):
@@ -185,7 +188,8 @@ def stage_finetune(folder: Path, images_folder: Path | list[tuple[Path, int | No
     pipeline = load_text2img_pipeline(model, device=device)
     rank = 0 if accelerator is None else accelerator.process_index
     generator = torch.Generator().manual_seed(seed + 7919 * rank)
-    log = finetune_lora(pipeline, images, record["captions"], settings, generator=generator, accelerator=accelerator)
+    log = finetune_lora(pipeline, images, record["captions"], settings, generator=generator, accelerator=accelerator,
+                        checkpoint=resume if accelerator is None else None)
     if accelerator is None or accelerator.is_main_process:
         save_lora(pipeline, folder)
     (folder / "loss.json").write_text(json.dumps(log) + "\n")
