@@ -547,7 +547,9 @@ def test_a_kept_part_matches_a_key_with_a_setting_added_later_at_its_old_behavio
     assert not _is_current(tmp_path, robust)
 
 
-def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pipeline_dir, victim_corpus, tmp_path):
+def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pipeline_dir, victim_corpus, tmp_path,
+                                                                         monkeypatch):
+    import sfumato.evaluation.matrix
     from sfumato.evaluation.config import MatrixSettings
     from sfumato.evaluation.matrix import run_matrix
 
@@ -555,6 +557,7 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
                           matrix=MatrixSettings(protections=("glaze",), robust=(True,),
                                                 countermeasures=("none", "diffpure:0.5")))
     messages = []
+    monkeypatch.setattr(sfumato.evaluation.matrix, "ATTACK_WORKS", 0.0)  # the tiny mimic learns nothing: let it count
     metrics = run_matrix(config, tmp_path / "work", tmp_path / "report", log=messages.append)
     assert sum("[countermeasure-clean] running" in m for m in messages) == 1, "one clean side per column"
     assert sum("[finetune-clean] running" in m for m in messages) == 2, "the plain clean side and the cleaned one"
@@ -578,7 +581,18 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     # A later run with only the kept parts reuses every cell.
     messages.clear()
     again = run_matrix(config, tmp_path / "work", tmp_path / "report", log=messages.append, kept_parts_only=True)
-    assert sum("[part] reused" in m for m in messages) == 2 and again["matrix"] == metrics["matrix"]
+    assert sum("[part] reused" in m for m in messages) == 4 and again["matrix"] == metrics["matrix"]
+    assert {p.name for p in (tmp_path / "report" / "parts").iterdir()} == {
+        "clean--none", "clean--diffpure0.5", "glaze+robust--none", "glaze+robust--diffpure0.5"}
+
+    # Where a column's clean mimic fails in every case, its cells are not run: there is nothing to protect.
+    messages.clear()
+    monkeypatch.setattr(sfumato.evaluation.matrix, "ATTACK_WORKS", 1.01)
+    ruined = run_matrix(config, tmp_path / "work", tmp_path / "ruined", log=messages.append)
+    assert not any("[protect]" in m or "[finetune-cloaked" in m for m in messages), "no cell ran"
+    assert ruined["matrix"]["glaze+robust"]["diffpure:0.5"]["cases_where_attack_worked"] == 0
+    assert "no clean mimic to stop" in (tmp_path / "ruined" / "report.md").read_text()
+    assert "No column's clean mimic worked" in ruined["verdict"]
 
 
 def test_standard_error_over_cases():

@@ -8,10 +8,14 @@ The countermeasure is applied to the originals too, so each column has its own c
 baseline, shared by every row: a countermeasure that ruins the clean mimic defeats the mimic,
 not the cloak, and is reported apart.
 
+Each column starts with its clean side alone (a clean-only part); the cells then run only on the
+cases where that clean mimic reached 60 %, the only cases a cell's figure counts. A countermeasure
+that ruins the clean mimic in every case costs one clean fine-tune per case and no cloaked one.
+
 Figures: per cell, protection success over the cases where that column's clean mimic reached
 60 %; per column, the clean mimic's success; per row, ``best``: in each case the
 countermeasure that gives the cloaked mimic its highest success, as an adaptive attacker
-would choose it.
+would choose it, among those that leave the attacker's clean mimic working in that case.
 """
 
 from __future__ import annotations
@@ -40,6 +44,17 @@ def _cell(config: EvaluationConfig, protection: str, robust: bool, countermeasur
                                                          intensity=settings.intensity, countermeasure=countermeasure))
 
 
+def _clean_side(config: EvaluationConfig, countermeasure: str) -> EvaluationConfig:
+    """A column's clean side alone: the mimic trained on the originals after the countermeasure."""
+    return replace(_cell(config, config.matrix.protections[0], False, countermeasure), clean_only=True)
+
+
+def _worked(clean: dict) -> tuple[tuple[int, int], ...]:
+    """The (victim, seed) cases of a clean-only part whose clean mimic reached ATTACK_WORKS."""
+    return tuple((c["victim"], c["seed"]) for c in clean["cases"]
+                 if c["scores"]["mimicry_success"]["clean"] >= ATTACK_WORKS)
+
+
 def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Path, *, accelerator=None, log=print,
                kept_parts_only: bool = False) -> dict:
     """Run (or resume) every cell of ``config.matrix``, column by column; write the report; return its metrics."""
@@ -50,24 +65,39 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
     if config.art is not None:
         raise ValueError("the countermeasure matrix needs the built-in victims' judge; drop --art")
     work, parts = Path(work), Path(report_dir) / "parts"
-    cells, missing = {}, []
-    for countermeasure in config.matrix.countermeasures:  # a column's clean side is shared: run it first
+    cleans, cells, missing = {}, {}, []
+    for countermeasure in config.matrix.countermeasures:
+        name = countermeasure.replace(":", "")
+        log(f"=== the clean mimic against {countermeasure}")
+        part = parts / f"clean--{name}"
+        clean = run_part(_clean_side(config, countermeasure), part, work, accelerator=accelerator, log=log,
+                         kept_only=kept_parts_only)
+        if clean is None:
+            missing.append(f"the clean mimic against {countermeasure} (and its cells)")
+            continue
+        if accelerator is not None:  # every process needs the cases the cells run on; the main one wrote them
+            accelerator.wait_for_everyone()
+            clean = json.loads((part / "metrics.json").read_text())
+        cleans[countermeasure], worked = clean, _worked(clean)
+        if not worked:
+            log(f"the clean mimic failed in every case against {countermeasure}: no cell runs")
+            continue
         for protection in config.matrix.protections:
             for robust in config.matrix.robust:
                 row = row_name(protection, robust)
                 log(f"=== {row} against {countermeasure}")
-                part = parts / f"{row}--{countermeasure.replace(':', '')}"
-                metrics = run_part(_cell(config, protection, robust, countermeasure), part, work,
-                                   accelerator=accelerator, log=log, kept_only=kept_parts_only)
+                metrics = run_part(replace(_cell(config, protection, robust, countermeasure), cases=worked),
+                                   parts / f"{row}--{name}", work, accelerator=accelerator, log=log,
+                                   kept_only=kept_parts_only)
                 if metrics is None:
                     missing.append(f"{row} against {countermeasure}")
                 elif metrics:
                     cells[(row, countermeasure)] = metrics
     if accelerator is not None and not accelerator.is_main_process:
         return {}
-    if not cells:
+    if not cleans:
         raise ValueError(f"no kept part in {parts} matches this config; run the matrix first")
-    return write_matrix_report(config, cells, report_dir, missing=missing)
+    return write_matrix_report(config, cleans, cells, report_dir, missing=missing)
 
 
 def _per_case(metrics: dict, side: str) -> dict[str, float]:
@@ -79,24 +109,27 @@ def _mean(values) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def matrix_figures(config: EvaluationConfig, cells: dict) -> dict:
-    """The report's figures from each cell's ``metrics.json`` (``cells``: (row, countermeasure) -> metrics)."""
-    columns = [cm for cm in config.matrix.countermeasures if any(c == cm for _, c in cells)]
-    rows = list(dict.fromkeys(r for r, _ in cells))
+def matrix_figures(config: EvaluationConfig, cleans: dict, cells: dict) -> dict:
+    """The report's figures from each column's clean-only part (``cleans``: countermeasure -> metrics) and each
+    cell's (``cells``: (row, countermeasure) -> metrics, run on the cases where that column's clean mimic worked)."""
+    columns = [cm for cm in config.matrix.countermeasures if cm in cleans]
+    rows = [row_name(p, r) for p in config.matrix.protections for r in config.matrix.robust]
     clean = {}
     for cm in columns:
-        some = next(m for (_, c), m in cells.items() if c == cm)
-        per_case = _per_case(some, "clean")
+        per_case = _per_case(cleans[cm], "clean")
         clean[cm] = {"mimicry_success": _mean(per_case.values()), "per_case": per_case,
                      "cases_where_attack_worked": sum(v >= ATTACK_WORKS for v in per_case.values())}
     matrix = {}
     for row in rows:
         matrix[row] = {}
         for cm in columns:
+            worked = [case for case, v in clean[cm]["per_case"].items() if v >= ATTACK_WORKS]
+            if not worked:  # nothing to protect: the countermeasure ruined the clean mimic in every case
+                matrix[row][cm] = {"protection_success": None, "cases_where_attack_worked": 0, "per_case": {}}
+                continue
             if (row, cm) not in cells:
                 continue
             cloaked = _per_case(cells[(row, cm)], "cloaked")
-            worked = [case for case, v in clean[cm]["per_case"].items() if v >= ATTACK_WORKS]
             matrix[row][cm] = {"protection_success": _mean(1 - cloaked[c] for c in worked),
                                "cases_where_attack_worked": len(worked), "mimicry_cloaked": _mean(cloaked.values()),
                                "per_case": {c: 1 - v for c, v in cloaked.items()},
@@ -104,7 +137,8 @@ def matrix_figures(config: EvaluationConfig, cells: dict) -> dict:
         measured = [cm for cm in columns if cm in matrix[row]]
         if len(measured) == len(columns):  # best: per case, the countermeasure the cloaked mimic gains most from
             worked = [c for c, v in clean["none"]["per_case"].items() if v >= ATTACK_WORKS] if "none" in clean else []
-            chosen = {c: max(measured, key=lambda cm: 1 - matrix[row][cm]["per_case"][c]) for c in worked}
+            chosen = {c: max((cm for cm in measured if c in matrix[row][cm]["per_case"]),
+                             key=lambda cm: 1 - matrix[row][cm]["per_case"][c]) for c in worked}
             matrix[row]["best"] = {"protection_success": _mean(matrix[row][chosen[c]]["per_case"][c] for c in worked),
                                    "cases_where_attack_worked": len(worked), "chosen": chosen}
     return {"columns": columns, "rows": rows, "clean": clean, "matrix": matrix}
@@ -131,16 +165,17 @@ def _verdict(figures: dict) -> str:
             f"{'reached' if held else '**not reached**'}." + ruined)
 
 
-def write_matrix_report(config: EvaluationConfig, cells: dict, out: str | Path, *, missing: list[str] = ()) -> dict:
+def write_matrix_report(config: EvaluationConfig, cleans: dict, cells: dict, out: str | Path, *,
+                        missing: list[str] = ()) -> dict:
     """``metrics.json``, ``report.md`` and ``matrix.png`` of the countermeasure matrix."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    figures = matrix_figures(config, cells)
-    any_cell = next(iter(cells.values()))
-    metrics = {"name": config.name, "cases": [c["case"] for c in any_cell["cases"]], **figures,
+    figures = matrix_figures(config, cleans, cells)
+    any_part = next(iter(cleans.values()))
+    metrics = {"name": config.name, "cases": [c["case"] for c in any_part["cases"]], **figures,
                "verdict": _verdict(figures), "missing": list(missing), "config": config.to_dict(),
-               "hardware": any_cell["hardware"], "versions": versions(),
-               "compute_seconds": sum(m["compute_seconds"] for m in cells.values())}
+               "hardware": any_part["hardware"], "versions": versions(),
+               "compute_seconds": sum(m["compute_seconds"] for m in [*cleans.values(), *cells.values()])}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
     _draw(figures, out / "matrix.png")
     columns = [*figures["columns"], "best"]
@@ -150,19 +185,23 @@ def write_matrix_report(config: EvaluationConfig, cells: dict, out: str | Path, 
              "countermeasure that helped the cloaked mimic most.", "",
              f"- Cases: {', '.join(metrics['cases'])}; intensity `{config.matrix.intensity}`; "
              f"{config.generate.images_per_prompt} images per prompt.",
-             f"- Hardware: {hardware_words(any_cell['hardware'])}; compute {metrics['compute_seconds'] / 60:.1f} min over all cells.",
+             f"- Hardware: {hardware_words(any_part['hardware'])}; compute {metrics['compute_seconds'] / 60:.1f} min over all cells.",
              "", "| | " + " | ".join(f"`{c}`" for c in columns) + " |", "|---" * (len(columns) + 1) + "|",
              "| clean mimic | " + " | ".join(_pct(figures["clean"][c]["mimicry_success"]) if c in figures["clean"]
                                              else "" for c in columns) + " |"]
     for row in figures["rows"]:
-        lines.append(f"| {row} | " + " | ".join(_pct(figures["matrix"][row][c]["protection_success"])
-                                                if c in figures["matrix"][row] else "not measured"
-                                                for c in columns) + " |")
+        lines.append(f"| {row} | " + " | ".join(_cell_text(figures["matrix"][row].get(c)) for c in columns) + " |")
     lines += ["", f"**Verdict**: {metrics['verdict']}", "", "![matrix](matrix.png)", ""]
     if missing:
         lines += ["**Not measured yet**: " + "; ".join(missing) + ".", ""]
     (out / "report.md").write_text("\n".join(lines))
     return metrics
+
+
+def _cell_text(cell: dict | None) -> str:
+    if cell is None:
+        return "not measured"
+    return "no clean mimic to stop" if cell["cases_where_attack_worked"] == 0 else _pct(cell["protection_success"])
 
 
 def _draw(figures: dict, path: Path) -> None:
