@@ -360,8 +360,14 @@ def test_shipped_configs_load(tmp_path):
     assert robust.variant == "sds-robust" and quick.variant == "", "robust cloaks get folders of their own"
 
 
-def test_cli_evaluate_on_a_local_pipeline(tiny_pipeline_dir, art_dir, tmp_path, capsys):
+def test_cli_evaluate_on_a_local_pipeline(tiny_pipeline_dir, art_dir, tmp_path, capsys, monkeypatch):
+    import sfumato.finetune
     from sfumato.cli import main
+
+    kept = []  # the command line's fine-tunes keep their training state (here after each step) and drop it when done
+    save = sfumato.finetune._save_state
+    monkeypatch.setattr(sfumato.finetune, "CHECKPOINT_EVERY", 1)
+    monkeypatch.setattr(sfumato.finetune, "_save_state", lambda folder, *a: kept.append(folder) or save(folder, *a))
 
     config = tmp_path / "tiny.toml"
     config.write_text(f'name = "cli"\nimages = 3\nart = "{art_dir}"\n[protect]\nquality = "preview"\ntarget = "3"\n'
@@ -373,6 +379,8 @@ def test_cli_evaluate_on_a_local_pipeline(tiny_pipeline_dir, art_dir, tmp_path, 
     assert "report:" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "w" / "report" / "metrics.json").read_text())
     assert metrics["config"]["model"] == str(tiny_pipeline_dir) and metrics["config"]["lora"]["steps"] == 2
+    assert {f.name.split(".resume-")[0] for f in kept} == {"finetune-clean", "finetune-cloaked"}
+    assert not any(f.exists() for f in kept), "a finished stage removes its kept state"
     assert main(["evaluate", "--config", str(tmp_path / "missing.toml")]) == 2
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import pytest
 import torch
@@ -165,14 +166,22 @@ class _Interrupted(Exception):
     pass
 
 
-def test_an_interrupted_finetune_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("accelerated", [False, True], ids=["plain", "one-process-accelerator"])
+def test_an_interrupted_finetune_resumes_to_the_same_weights(tmp_path, accelerated):
     """A session ends mid-fine-tune: the rerun continues from the last kept state and ends bit for bit where an
-    uninterrupted run does (mid-epoch, so the epoch's remaining order must carry over too)."""
+    uninterrupted run does (mid-epoch, so the epoch's remaining order must carry over too). The command line
+    always runs through an accelerator, of one process on a CPU."""
     from sfumato.finetune import STATE
 
     images, captions = _art()
     whole = _pipeline()
     log = finetune_lora(whole, images, captions, FAST, generator=torch.Generator().manual_seed(0))
+    if accelerated:
+        from accelerate import Accelerator
+
+        finetune = partial(finetune_lora, accelerator=Accelerator(cpu=True))
+    else:
+        finetune = finetune_lora
 
     def stop(step, loss):
         if step == 7:
@@ -180,12 +189,12 @@ def test_an_interrupted_finetune_resumes_to_the_same_weights(tmp_path):
 
     state = tmp_path / "state"
     with pytest.raises(_Interrupted):
-        finetune_lora(_pipeline(), images, captions, FAST, generator=torch.Generator().manual_seed(0), callback=stop,
-                      checkpoint=state, checkpoint_every=5)
+        finetune(_pipeline(), images, captions, FAST, generator=torch.Generator().manual_seed(0), callback=stop,
+                 checkpoint=state, checkpoint_every=5)
     assert (state / STATE).is_file()
     resumed, steps = _pipeline(), []
-    again = finetune_lora(resumed, images, captions, FAST, generator=torch.Generator().manual_seed(0),
-                          callback=lambda step, loss: steps.append(step), checkpoint=state, checkpoint_every=5)
+    again = finetune(resumed, images, captions, FAST, generator=torch.Generator().manual_seed(0),
+                     callback=lambda step, loss: steps.append(step), checkpoint=state, checkpoint_every=5)
     assert steps == list(range(5, FAST.steps)), "continues after the 5 steps kept"
     assert again == log
     expected, got = whole.unet.state_dict(), resumed.unet.state_dict()

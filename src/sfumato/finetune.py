@@ -128,7 +128,7 @@ def add_lora_adapter(unet, rank: int, alpha: float, target_modules, generator: t
 
 def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings: LoraSettings = LoraSettings(), *,
                   generator: torch.Generator, callback=None, accelerator=None, checkpoint: Path | None = None,
-                  checkpoint_every: int = 100) -> list[dict]:
+                  checkpoint_every: int | None = None) -> list[dict]:
     """Add a LoRA adapter to ``pipeline.unet`` and train it on images and captions, in place.
 
     With ``settings.full_unet`` the whole UNet trains instead, with no adapter.
@@ -146,9 +146,9 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
             pipeline should already sit on ``accelerator.device``. Without one, plain
             PyTorch on the pipeline's device.
         checkpoint (`Path`, optional): a folder for the training state (trained weights, optimiser, generator,
-            the epoch's remaining order) every ``checkpoint_every`` steps. A call that finds a state there
+            the epoch's remaining order) every ``checkpoint_every`` steps (:data:`CHECKPOINT_EVERY`). A call that finds a state there
             continues from it and ends with the same weights, bit for bit, as a run never interrupted (at the
-            same thread count). Not with an ``accelerator``.
+            same thread count). Single-process only (an ``accelerator`` of one process is fine).
 
     Returns:
         `list[dict]`: the loss every 10 steps.
@@ -157,8 +157,8 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
 
     if images.ndim != 4 or len(images) != len(captions) or len(images) == 0:
         raise ValueError(f"need (N, 3, H, W) images and N captions, got {tuple(images.shape)} and {len(captions)}")
-    if checkpoint is not None and accelerator is not None:
-        raise ValueError("checkpoint is for a single-process fine-tune, not with an accelerator")
+    if checkpoint is not None and accelerator is not None and accelerator.num_processes > 1:
+        raise ValueError("checkpoint is for a single-process fine-tune, not one spread over processes")
     unet, vae = pipeline.unet, pipeline.vae
     scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
     posteriors = torch.cat([encode_posteriors(vae, images), encode_posteriors(vae, images.flip(-1))])
@@ -174,6 +174,7 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
     if accelerator is not None:
         model, optimizer = accelerator.prepare(unet, optimizer)
     model.train()
+    every = checkpoint_every or CHECKPOINT_EVERY
     log, order, start = [], torch.empty(0, dtype=torch.long), 0
     trained = {name: p for name, p in unet.named_parameters() if p.requires_grad}
     if checkpoint is not None and (Path(checkpoint) / STATE).is_file():
@@ -196,7 +197,7 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
         optimizer.step()
         if step % 10 == 0 or step == settings.steps - 1:
             log.append({"step": step, "loss": loss.item()})
-        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < settings.steps:
+        if checkpoint is not None and (step + 1) % every == 0 and step + 1 < settings.steps:
             _save_state(Path(checkpoint), step + 1, order, log, trained, optimizer, generator)
         if callback is not None:
             callback(step, loss.item())
@@ -204,8 +205,8 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
     return log
 
 
-#: The fine-tune's training state in a checkpoint folder.
-STATE = "training-state.pt"
+#: The fine-tune's training state in a checkpoint folder, and how many steps apart it is written.
+STATE, CHECKPOINT_EVERY = "training-state.pt", 100
 
 
 def _save_state(folder: Path, step: int, order, log, trained: dict, optimizer, generator) -> None:

@@ -189,7 +189,7 @@ def stage_finetune(folder: Path, images_folder: Path | list[tuple[Path, int | No
     rank = 0 if accelerator is None else accelerator.process_index
     generator = torch.Generator().manual_seed(seed + 7919 * rank)
     log = finetune_lora(pipeline, images, record["captions"], settings, generator=generator, accelerator=accelerator,
-                        checkpoint=resume if accelerator is None else None)
+                        checkpoint=resume if accelerator is None or accelerator.num_processes == 1 else None)
     if accelerator is None or accelerator.is_main_process:
         save_lora(pipeline, folder)
     (folder / "loss.json").write_text(json.dumps(log) + "\n")
