@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LoraSettings", "add_lora_adapter", "batches", "encode_posteriors", "sample_latents", "diffusion_loss", "finetune_lora", "generate",
+__all__ = ["LoraSettings", "add_lora_adapter", "batches", "next_batch", "encode_posteriors", "sample_latents", "diffusion_loss", "finetune_lora", "generate",
            "save_lora", "load_lora"]
 
 
@@ -146,9 +146,10 @@ def finetune_lora(pipeline, images: torch.Tensor, captions: list[str], settings:
             pipeline should already sit on ``accelerator.device``. Without one, plain
             PyTorch on the pipeline's device.
         checkpoint (`Path`, optional): a folder for the training state (trained weights, optimiser, generator,
-            the epoch's remaining order) every ``checkpoint_every`` steps (:data:`CHECKPOINT_EVERY`). A call that finds a state there
-            continues from it and ends with the same weights, bit for bit, as a run never interrupted (at the
-            same thread count). Single-process only (an ``accelerator`` of one process is fine).
+            the epoch's remaining order) every ``checkpoint_every`` steps (:data:`CHECKPOINT_EVERY`). A call
+            that finds a state there continues from it and ends with the same weights, bit for bit, as a run
+            never interrupted (at the same thread count). Single-process only (an ``accelerator`` of one
+            process is fine).
 
     Returns:
         `list[dict]`: the loss every 10 steps.

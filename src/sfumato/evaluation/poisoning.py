@@ -227,8 +227,8 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
             shares |= _shares(judge, work / f"samples-{name}-{part}", prompts, count, p.destination)
         figures[label] = shares
     log(f"== report -> {report_dir} ({time.perf_counter() - started:.0f} s this run)")
-    poisons = ({k: extra["poison"][k] for k in ("images", "psnr_db", "encoder_ratio", "resumed", "poison_seconds", "timed")
-                if k in extra["poison"]}
+    kept = ("images", "psnr_db", "encoder_ratio", "resumed", "poison_seconds", "timed")
+    poisons = ({k: extra["poison"][k] for k in kept if k in extra["poison"]}
                if "poison" in extra else None)
     return write_poisoning_report(config, figures, work, report_dir, {
         "poison_set": poisons, "compute_seconds": round(sum(m["seconds"] for m in manifests), 1),
