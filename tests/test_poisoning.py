@@ -168,14 +168,14 @@ def test_an_interrupted_poison_set_resumes_from_its_finished_poisons(tiny_pipeli
     monkeypatch.setattr(Cloaker, "cloak", counted)
     folder, key = tmp_path / "poison-set", {"settings": "these"}
     resume = resume_folder("poison-set", folder, key)
-    build = lambda out: stage_poison_set(out, tmp_path / "candidates", settings=settings,  # noqa: E731
-                                         model=str(tiny_pipeline_dir), seed=0, resume=resume)
+    build = lambda out, kept: stage_poison_set(out, tmp_path / "candidates", settings=settings,  # noqa: E731
+                                               model=str(tiny_pipeline_dir), seed=0, resume=kept)
     fail = True
     with pytest.raises(KeyboardInterrupt):
-        run_stage("poison-set", folder, key, build, log=lambda m: None)
+        run_stage("poison-set", folder, key, build, log=lambda m: None, resumable=True)
     assert sorted(p.name for p in resume.iterdir()) == ["0000.json", "0000.png", "0001.json", "0001.png"]
     fail = False
-    manifest = run_stage("poison-set", folder, key, build, log=lambda m: None)
+    manifest = run_stage("poison-set", folder, key, build, log=lambda m: None, resumable=True)
     assert len(calls) == 3, "the rerun computes the missing poison only"
     assert manifest["resumed"] == 2, "the report can say which poisons' time this run does not count"
     assert not resume.exists(), "a finished stage removes what it kept"

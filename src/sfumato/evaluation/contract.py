@@ -76,7 +76,8 @@ def is_current(stage: str, folder: str | Path, settings: dict, inputs: list[dict
     return found is not None and found.get("key") == _key(stage, settings, list(inputs))
 
 
-def run_stage(stage: str, folder: str | Path, settings: dict, build, *, inputs: list[dict] = (), log=print) -> dict:
+def run_stage(stage: str, folder: str | Path, settings: dict, build, *, inputs: list[dict] = (), log=print,
+              resumable: bool = False) -> dict:
     """Run ``build(folder) -> dict`` unless ``folder`` already holds this stage for these settings.
 
     Args:
@@ -85,12 +86,17 @@ def run_stage(stage: str, folder: str | Path, settings: dict, build, *, inputs: 
         settings (`dict`): everything that decides its output (JSON-serialisable), seeds included.
         build: fills the (fresh, empty) folder it is given and returns figures for the manifest.
         inputs (`list[dict]`): the manifests of the stages it reads; a change upstream reruns it.
+        resumable (`bool`): call ``build(folder, resume)`` instead, ``resume`` being the stage's
+            :func:`resume_folder`, where a long build keeps its finished pieces across interruptions.
 
     Returns:
         `dict`: the stage's manifest, with ``"reused": True`` when nothing was run.
     """
     folder, inputs = Path(folder), list(inputs)
     with stage_lock(folder):  # a second process at the same stage waits here, then reuses it
+        if resumable:
+            resume, resumable_build = resume_folder(stage, folder, settings, inputs), build
+            build = lambda out: resumable_build(out, resume)  # noqa: E731
         return _run_unlocked(stage, folder, settings, build, inputs, log)
 
 

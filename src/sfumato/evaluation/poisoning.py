@@ -24,7 +24,7 @@ import torch
 
 from ..corpus import CorpusConfig, artist_token, build_corpus, load_images, read_manifest
 from .config import KINDS, PoisonSettings
-from .contract import hardware, read_images, resume_folder, run_stage, stage_lock, versions, write_images
+from .contract import hardware, read_images, run_stage, stage_lock, versions, write_images
 from .fingerprint import FINETUNE_PARTS, model_fingerprint
 from .metrics import judged_shares
 from .stages import _write_set, image_set, stage_finetune, stage_generate
@@ -157,8 +157,8 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
     seed, model, started = config.seeds[0], config.model, time.perf_counter()
     whole, manifests = model_fingerprint(model), []
 
-    def run(stage, folder, settings, build, inputs=()):
-        manifests.append(run_stage(stage, work / folder, settings, build, inputs=inputs, log=log))
+    def run(stage, folder, settings, build, inputs=(), resumable=False):
+        manifests.append(run_stage(stage, work / folder, settings, build, inputs=inputs, log=log, resumable=resumable))
         return manifests[-1]
 
     # 1. The corpora: all pretraining pairs, and A's and B's images of content the model never saw.
@@ -176,11 +176,10 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
         # with --poison-kinds poison and the whole run share it.
         key = {"model": whole, **asdict(replace(p, kinds=("poison",))), "seed": seed}
         poison_folder = p.poison_side("poison-set")
-        resume = resume_folder("poison-set", work / poison_folder, key, [candidates])
         extra["poison"] = run("poison-set", poison_folder, key,
-                              lambda out: stage_poison_set(out, work / "candidates", settings=p, model=model, seed=seed,
-                                                           resume=resume),
-                              inputs=[candidates])
+                              lambda out, resume: stage_poison_set(out, work / "candidates", settings=p, model=model,
+                                                                   seed=seed, resume=resume),
+                              inputs=[candidates], resumable=True)
     if "dirty-label" in p.kinds and most:
         extra["dirty-label"] = run("dirty-set", "dirty-set", {"concept": p.concept, "destination": p.destination,
                                                               "count": most, "seed": seed},
@@ -199,11 +198,10 @@ def run_poisoning(config, work: str | Path, report_dir: str | Path | None = None
             parts = [(work / "clean-set", None)] + ([(work / sets, n)] if n else [])
             upstream = [clean] + ([extra[kind]] if n else [])
             training = {"model": model_fingerprint(model, FINETUNE_PARTS), **asdict(config.lora), "n": n, "seed": seed}
-            resume = resume_folder(f"train-{label}", work / f"train-{name}", training, upstream)
             manifest = run(f"train-{label}", f"train-{name}", training,
-                           lambda out, parts=parts, resume=resume: stage_finetune(
+                           lambda out, resume, parts=parts: stage_finetune(
                                out, parts, model=model, settings=config.lora, seed=seed, device=config.device,
-                               resume=resume), inputs=upstream)
+                               resume=resume), inputs=upstream, resumable=True)
             models[label] = (work / f"train-{name}", manifest, name)
 
     # 4. What each model paints for A, and for every other artist; judged.

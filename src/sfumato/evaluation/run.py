@@ -26,7 +26,7 @@ from pathlib import Path
 from ..corpus import artist_token, load_images, read_manifest
 from .art_judge import ARTIST, check_art_counts, weakness
 from .config import EvaluationConfig
-from .contract import is_current, read_manifest as read_stage, resume_folder, run_stage
+from .contract import is_current, read_manifest as read_stage, run_stage
 from .fingerprint import FINETUNE_PARTS, PROTECT_PARTS, model_fingerprint
 from .stages import (image_set, purifier_for, stage_art, stage_countermeasure, stage_finetune, stage_generate,
                      stage_judge, stage_protect, stage_score, victim_corpus)
@@ -59,16 +59,18 @@ class _Runner:
     def __init__(self, accelerator, log):
         self.accelerator, self.log = accelerator, log
 
-    def __call__(self, stage: str, folder: Path, settings: dict, build, inputs=(), distributed: bool = False) -> dict:
-        acc = self.accelerator
+    def __call__(self, stage: str, folder: Path, settings: dict, build, inputs=(), distributed: bool = False,
+                 resumable: bool = False) -> dict:
+        acc, kept = self.accelerator, {"inputs": inputs, "log": self.log, "resumable": resumable}
         if acc is None or acc.num_processes == 1:
-            return run_stage(stage, folder, settings, build, inputs=inputs, log=self.log)
+            return run_stage(stage, folder, settings, build, **kept)
         if acc.is_main_process:
-            manifest = run_stage(stage, folder, settings, build, inputs=inputs, log=self.log)
+            manifest = run_stage(stage, folder, settings, build, **kept)
         elif distributed and not is_current(stage, folder, settings, inputs):  # the main process's decision
             scratch = folder.with_name(f"{folder.name}.rank{acc.process_index}")
             scratch.mkdir(parents=True, exist_ok=True)
-            build(scratch)  # joins the distributed fine-tune; only the main process's output is kept
+            # joins the distributed fine-tune (which keeps no resume state); only the main process's output is kept
+            build(scratch, None) if resumable else build(scratch)
         acc.wait_for_everyone()
         return read_stage(folder) if not acc.is_main_process else manifest
 
@@ -292,12 +294,11 @@ def _finetunes(s: _Setup, case: Case, f: dict, sources: dict) -> dict:
     config, tuned = s.config, {}
     lora = {"model": s.lora_weights, **_lora_key(config.lora), "seed": case.seed}
     for name, (images, upstream) in sources.items():
-        resume = resume_folder(f"finetune-{name}", f[f"finetune-{name}"], lora, [upstream])
         tuned[name] = s.run(f"finetune-{name}", f[f"finetune-{name}"], lora,
-                            lambda out, images=images, resume=resume: stage_finetune(
+                            lambda out, resume, images=images: stage_finetune(
                                 out, images, model=config.model, settings=config.lora, seed=case.seed,
                                 device=config.device, accelerator=s.accelerator, resume=resume),
-                            inputs=[upstream], distributed=True)
+                            inputs=[upstream], distributed=True, resumable=True)
     return tuned
 
 
