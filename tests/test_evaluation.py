@@ -463,8 +463,10 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
                           benchmark=BenchmarkSettings(protections=("glaze", "sds", "photoguard"),
                                                       intensities=("default",), sweep_intensities=("low",),
                                                       sweep=("glaze",), sweep_best=1))
-    messages = []
-    metrics = run_benchmark(config, tmp_path / "work", tmp_path / "report", log=messages.append)
+    messages, waves = [], _Waves()
+    metrics = run_benchmark(config, tmp_path / "work", tmp_path / "report", log=messages.append, workers=waves)
+    assert waves.parts[0] == ["glaze-default", "sds-default", "photoguard-default"], "the main intensity first"
+    assert waves.parts[1][0] == "glaze-low" and len(waves.parts) == 2, "then the sweep, once the ranking is known"
     assert sum("[finetune-clean] running" in m for m in messages) == 1, "the clean side runs once"
     assert sum("[generate-base] running" in m for m in messages) == 1
     case = tmp_path / "work" / "artist02-seed0"
@@ -515,11 +517,45 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
         run_benchmark(more, tmp_path / "work", tmp_path / "elsewhere", log=messages.append, kept_parts_only=True)
 
     # A changed setting (here the mimic's steps) is not stood in for by a kept part.
-    messages.clear()
-    changed = replace(config, lora=replace(config.lora, steps=4), benchmark=replace(config.benchmark, protections=("sds",),
-                                                                                   sweep=(), sweep_best=0))
-    run_benchmark(changed, tmp_path / "work", tmp_path / "report", log=messages.append)
-    assert any("[finetune-cloaked] running" in m for m in messages) and not any("[part] reused" in m for m in messages)
+    from sfumato.evaluation.benchmark import _single, part_is_kept
+
+    kept = _single(config, "sds", "default")
+    assert part_is_kept(kept, part) and not part_is_kept(replace(kept, lora=replace(kept.lora, steps=4)), part)
+
+
+class _Waves:
+    """Stands in for CaseWorkers: records each wave of parts a comparison would prefetch, builds nothing."""
+
+    def __init__(self):
+        self.parts, self.cases = [], []
+
+    def prefetch(self, parts):
+        self.parts.append([part.name for _, part in parts])
+        self.cases.append([single.cases for single, _ in parts])
+        return 0
+
+
+def test_case_workers_build_every_case_of_a_comparison_in_one_thread_processes(tiny_pipeline_dir, victim_corpus,
+                                                                                tmp_path):
+    from sfumato.evaluation.benchmark import _single, run_benchmark
+    from sfumato.evaluation.config import BenchmarkSettings
+    from sfumato.evaluation.workers import CaseWorkers
+
+    config = _tiny_config(tiny_pipeline_dir, cases=((2, 0), (2, 1)), corpus=str(victim_corpus),
+                          benchmark=BenchmarkSettings(protections=("glaze",), intensities=("default",),
+                                                      sweep_intensities=()))
+    messages, work = [], tmp_path / "work"
+    with CaseWorkers(2, work, verbose=False) as workers:
+        metrics = run_benchmark(config, work, tmp_path / "report", log=messages.append, workers=workers)
+        kept = (_single(config, "glaze", "default"), tmp_path / "report" / "parts" / "glaze-default")
+        assert workers.prefetch([kept]) == 0, "a kept part is not built again"
+    assert not any("running" in m for m in messages), "the workers built every stage; this process reused them"
+    assert metrics["cases"] == ["artist02-seed0", "artist02-seed1"]
+    for case in ("artist02-seed0", "artist02-seed1"):
+        assert (work / "case-reports" / "glaze-default" / case / "report.md").is_file(), case
+        assert (work / case / "finetune-cloaked" / "manifest.json").is_file(), case
+    with pytest.raises(ValueError, match="two jobs or more"):
+        CaseWorkers(1, work)
 
 
 def test_kept_parts_needs_a_benchmark(capsys):
@@ -564,9 +600,11 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     config = _tiny_config(tiny_pipeline_dir, cases=((2, 0),), corpus=str(victim_corpus),
                           matrix=MatrixSettings(protections=("glaze",), robust=(True,),
                                                 countermeasures=("none", "diffpure:0.5")))
-    messages = []
+    messages, waves = [], _Waves()
     monkeypatch.setattr(sfumato.evaluation.matrix, "ATTACK_WORKS", 0.0)  # the tiny mimic learns nothing: let it count
-    metrics = run_matrix(config, tmp_path / "work", tmp_path / "report", log=messages.append)
+    metrics = run_matrix(config, tmp_path / "work", tmp_path / "report", log=messages.append, workers=waves)
+    assert waves.parts == [["clean--none", "clean--diffpure0.5"], ["glaze+robust--none", "glaze+robust--diffpure0.5"]]
+    assert waves.cases[1] == [((2, 0),), ((2, 0),)], "the cells, on the cases where their column's clean mimic worked"
     assert sum("[countermeasure-clean] running" in m for m in messages) == 1, "one clean side per column"
     assert sum("[finetune-clean] running" in m for m in messages) == 2, "the plain clean side and the cleaned one"
     assert sum("[protect] running" in m for m in messages) == 1, "the cloaks are made once, whatever the cleaning"
@@ -596,7 +634,9 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     # Where a column's clean mimic fails in every case, its cells are not run: there is nothing to protect.
     messages.clear()
     monkeypatch.setattr(sfumato.evaluation.matrix, "ATTACK_WORKS", 1.01)
-    ruined = run_matrix(config, tmp_path / "work", tmp_path / "ruined", log=messages.append)
+    waves = _Waves()
+    ruined = run_matrix(config, tmp_path / "work", tmp_path / "ruined", log=messages.append, workers=waves)
+    assert waves.parts[1] == [], "no cell to build"
     assert not any("[protect]" in m or "[finetune-cloaked" in m for m in messages), "no cell ran"
     assert ruined["matrix"]["glaze+robust"]["diffpure:0.5"]["cases_where_attack_worked"] == 0
     assert "no clean mimic to stop" in (tmp_path / "ruined" / "report.md").read_text()

@@ -125,7 +125,7 @@ def test_poison_kinds_flag_is_for_a_poisoning_config(capsys):
     assert main(["evaluate", "--config", "mini-quick", "--poison-kinds", "poison", "--quiet"]) == 2
     assert "--poison-kinds is for a poisoning config" in capsys.readouterr().err
     assert main(["evaluate", "--config", "mini-quick", "--jobs", "2", "--quiet"]) == 2
-    assert "--jobs is for a poisoning config" in capsys.readouterr().err
+    assert "--jobs is for a comparison (mini-bench, mini-counter, --protections) or a poisoning" in capsys.readouterr().err
 
 
 def test_verdict_says_when_the_dirty_label_control_failed_too():

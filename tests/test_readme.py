@@ -106,10 +106,16 @@ def test_a_benchmark_part_without_the_sweep(monkeypatch, tmp_path):
     """--protections a,b --no-sweep: those protections at the main intensity only (a part to run beside others)."""
     import sfumato.evaluation.benchmark
 
+    from sfumato.evaluation.workers import CaseWorkers
+
     reached = []
     monkeypatch.setattr(sfumato.evaluation.benchmark, "run_benchmark",
-                        lambda config, work, report, **kw: reached.append(config) or {"protections": {}})
+                        lambda config, work, report, **kw: reached.append((config, kw)) or {"protections": {}})
     monkeypatch.chdir(tmp_path)
     assert main(["evaluate", "--config", "mini-bench", "--protections", "advdm,mist", "--no-sweep"]) == 0
-    bench = reached[0].benchmark
+    bench = reached[0][0].benchmark
     assert bench.protections == ("advdm", "mist") and bench.sweep_intensities == () and bench.intensities == ("default",)
+    assert reached[0][1]["workers"] is None, "one process unless --jobs"
+    assert main(["evaluate", "--config", "mini-bench", "--jobs", "2", "--quiet"]) == 0
+    workers = reached[1][1]["workers"]
+    assert isinstance(workers, CaseWorkers) and workers.jobs == 2

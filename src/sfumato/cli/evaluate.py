@@ -50,8 +50,9 @@ def add_parser(sub) -> None:
                         "two jobs side by side on one --work (they share the clean model); a last run with "
                         "both writes the whole report (default: the config's)")
     e.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="a poisoning config's training-set kinds as up to N one-thread processes side by side, "
-                        "then the report (2 on 2 cores: about half the wall time; default: 1, one process)")
+                   help="up to N one-thread processes side by side: a benchmark's or countermeasure matrix's cases "
+                        "(each a job), or a poisoning config's training-set kinds; then the report (2 on 2 cores: "
+                        "about half the wall time; CPU only; default: 1, one process)")
     e.add_argument("--kept-parts", action="store_true",
                    help="a benchmark's report from the parts already kept in REPORT/parts, naming what is "
                         "missing; runs nothing (default: off)")
@@ -91,8 +92,8 @@ def config_from_args(args: argparse.Namespace):
     config = load_config(args.config)
     if args.poison_kinds and config.poison is None:
         raise ValueError("--poison-kinds is for a poisoning config (mini-poison)")
-    if args.jobs != 1 and (config.poison is None or args.jobs < 1):
-        raise ValueError("--jobs is for a poisoning config (mini-poison), and at least 1")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     if args.countermeasures and config.matrix is None:
         raise ValueError("--countermeasures is for a countermeasure matrix config (mini-counter)")
     config = config.with_overrides(
@@ -116,6 +117,12 @@ def config_from_args(args: argparse.Namespace):
     if args.kept_parts and config.benchmark is None and config.matrix is None:
         raise ValueError("--kept-parts reports a benchmark's kept parts; give a benchmark config "
                          "(mini-bench, mini-counter) or --protections")
+    if args.jobs > 1 and (config.poison is None and config.benchmark is None and config.matrix is None
+                          or config.clean_only):
+        raise ValueError("--jobs is for a comparison (mini-bench, mini-counter, --protections) or a poisoning "
+                         "config (mini-poison)")
+    if args.jobs > 1 and config.device != "cpu":
+        raise ValueError("--jobs runs one-thread CPU processes; on a GPU run one process")
     check_device(config.device)
     return config
 
@@ -146,16 +153,18 @@ def run(args: argparse.Namespace) -> int:
         if config.matrix is not None and not config.clean_only:
             from ..evaluation.matrix import run_matrix
 
-            metrics = run_matrix(config, work, report, accelerator=accelerator, log=log,
-                                 kept_parts_only=args.kept_parts)
+            with _workers(args, work) as workers:
+                metrics = run_matrix(config, work, report, accelerator=accelerator, log=log,
+                                     kept_parts_only=args.kept_parts, workers=workers)
             if accelerator.is_main_process:
                 print(f"verdict: {metrics['verdict']}\nreport: {report / 'report.md'}")
             return 0
         if config.benchmark is not None and not config.clean_only:  # clean-only: the cases' shared clean side
             from ..evaluation.benchmark import run_benchmark
 
-            metrics = run_benchmark(config, work, report, accelerator=accelerator, log=log,
-                                    kept_parts_only=args.kept_parts)
+            with _workers(args, work) as workers:
+                metrics = run_benchmark(config, work, report, accelerator=accelerator, log=log,
+                                        kept_parts_only=args.kept_parts, workers=workers)
         else:
             metrics = run_evaluation(config, work, report, accelerator=accelerator, log=log)
     except (ValueError, ModelLoadError, ImageError, FileNotFoundError) as err:
@@ -165,6 +174,15 @@ def run(args: argparse.Namespace) -> int:
         _summary(config, metrics)
         print(f"report: {report / 'report.md'}")
     return 0
+
+
+def _workers(args: argparse.Namespace, work: Path):
+    """The case workers of ``--jobs N`` for a comparison, or an empty context where it runs in this process."""
+    from contextlib import nullcontext
+
+    from ..evaluation.workers import CaseWorkers
+
+    return CaseWorkers(args.jobs, work, verbose=not args.quiet) if args.jobs > 1 else nullcontext()
 
 
 def _summary(config, metrics: dict) -> None:

@@ -31,7 +31,7 @@ from .fingerprint import model_fingerprint
 from .report import ATTACK_WORKS
 from .run import run_evaluation
 
-__all__ = ["run_benchmark", "run_part", "standard_error", "write_benchmark_report", "benchmark_headline"]
+__all__ = ["run_benchmark", "run_part", "part_is_kept", "standard_error", "write_benchmark_report", "benchmark_headline"]
 
 
 def standard_error(values: list[float]) -> float | None:
@@ -70,12 +70,13 @@ def _single(config: EvaluationConfig, protection: str, intensity: str) -> Evalua
 
 
 def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | Path, *, accelerator=None,
-                  log=print, kept_parts_only: bool = False) -> dict:
+                  log=print, kept_parts_only: bool = False, workers=None) -> dict:
     """Run (or resume) every protection of ``config.benchmark`` on the config's cases; write the report.
 
     With ``kept_parts_only`` nothing runs: the report is written from the parts already kept
     in ``REPORT/parts`` that match the config, and names the ones still missing (a benchmark
-    spread over sessions reports what it has so far).
+    spread over sessions reports what it has so far). With ``workers`` (a
+    :class:`~.workers.CaseWorkers`) each wave of parts is first built case by case in them.
     """
     bench = config.benchmark
     if bench is None:
@@ -99,10 +100,14 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
             figures.setdefault(protection, {})[levels_key(intensity)] = _figures(metrics, config.images,
                                                                                PROTECTIONS[protection].targeted)
 
-    # 1. Every protection at the main intensities.
-    for protection in bench.protections:
-        for intensity in bench.intensities:
+    def wave(pairs: list[tuple[str, str]]) -> None:
+        if workers is not None and not kept_parts_only:
+            workers.prefetch([(_single(config, p, i), parts / f"{p}-{i}") for p, i in pairs])
+        for protection, intensity in pairs:
             evaluate(protection, intensity)
+
+    # 1. Every protection at the main intensities.
+    wave([(p, i) for p in bench.protections for i in bench.intensities])
     if accelerator is not None and not accelerator.is_main_process:
         return {}
     # 2. The frontier: the reference protections and the best ones at the first intensity, at the others.
@@ -114,9 +119,7 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
         if bench.sweep_best and bench.sweep_intensities:
             missing.append(f"the best {bench.sweep_best} (ranked at ±{first} once every protection is in) at "
                            + " and ".join(f"±{levels_key(i)}" for i in bench.sweep_intensities))
-    for protection in dict.fromkeys([*bench.sweep, *ranked[:bench.sweep_best]]):
-        for intensity in bench.sweep_intensities:
-            evaluate(protection, intensity)
+    wave([(p, i) for p in dict.fromkeys([*bench.sweep, *ranked[:bench.sweep_best]]) for i in bench.sweep_intensities])
     if not runs:
         raise ValueError(f"no kept part in {parts} matches this config; run the benchmark first")
     return write_benchmark_report(config, runs, figures, report_dir, missing=missing)
@@ -131,8 +134,7 @@ def run_part(single: EvaluationConfig, part: Path, work: Path, *, accelerator=No
     ``kept_only``, which returns None for a missing part. Returns the part's ``metrics.json`` (empty
     on the processes other than the main one).
     """
-    key = _part_key(single)
-    if _is_current(part, key):
+    if part_is_kept(single, part):
         log(f"[part] reused {part}")
         return json.loads((part / "metrics.json").read_text())
     if kept_only:
@@ -142,8 +144,13 @@ def run_part(single: EvaluationConfig, part: Path, work: Path, *, accelerator=No
     if metrics:
         if grid:
             grid_rows(single, work, part)
-        (part / "part.json").write_text(json.dumps(key, indent=1) + "\n")  # last: the part is whole
+        (part / "part.json").write_text(json.dumps(_part_key(single), indent=1) + "\n")  # last: the part is whole
     return metrics
+
+
+def part_is_kept(single: EvaluationConfig, part: Path) -> bool:
+    """Whether the folder ``part`` keeps this evaluation's figures (settings, model and judge all match)."""
+    return _is_current(part, _part_key(single))
 
 
 def _part_key(single: EvaluationConfig) -> dict:

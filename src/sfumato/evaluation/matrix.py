@@ -56,8 +56,10 @@ def _worked(clean: dict) -> tuple[tuple[int, int], ...]:
 
 
 def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Path, *, accelerator=None, log=print,
-               kept_parts_only: bool = False) -> dict:
-    """Run (or resume) every cell of ``config.matrix``, column by column; write the report; return its metrics."""
+               kept_parts_only: bool = False, workers=None) -> dict:
+    """Run (or resume) every column's clean side, then every cell of ``config.matrix``; write the report; return its
+    metrics. With ``workers`` (a :class:`~.workers.CaseWorkers`) each of the two waves is first built case by case
+    in them."""
     from .benchmark import run_part
 
     if config.matrix is None:
@@ -65,11 +67,15 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
     if config.art is not None:
         raise ValueError("the countermeasure matrix needs the built-in victims' judge; drop --art")
     work, parts = Path(work), Path(report_dir) / "parts"
-    cleans, cells, missing = {}, {}, []
+    prefetch = workers.prefetch if workers is not None and not kept_parts_only else lambda wave: None
+    folder = lambda countermeasure: countermeasure.replace(":", "")  # noqa: E731
+
+    # 1. Each column's clean side: the cases its cells run on.
+    cleans, worked, missing = {}, {}, []
+    prefetch([(_clean_side(config, cm), parts / f"clean--{folder(cm)}") for cm in config.matrix.countermeasures])
     for countermeasure in config.matrix.countermeasures:
-        name = countermeasure.replace(":", "")
         log(f"=== the clean mimic against {countermeasure}")
-        part = parts / f"clean--{name}"
+        part = parts / f"clean--{folder(countermeasure)}"
         clean = run_part(_clean_side(config, countermeasure), part, work, accelerator=accelerator, log=log,
                          kept_only=kept_parts_only)
         if clean is None:
@@ -78,21 +84,24 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
         if accelerator is not None:  # every process needs the cases the cells run on; the main one wrote them
             accelerator.wait_for_everyone()
             clean = json.loads((part / "metrics.json").read_text())
-        cleans[countermeasure], worked = clean, _worked(clean)
-        if not worked:
+        cleans[countermeasure], worked[countermeasure] = clean, _worked(clean)
+        if not worked[countermeasure]:
             log(f"the clean mimic failed in every case against {countermeasure}: no cell runs")
-            continue
-        for protection in config.matrix.protections:
-            for robust in config.matrix.robust:
-                row = row_name(protection, robust)
-                log(f"=== {row} against {countermeasure}")
-                metrics = run_part(replace(_cell(config, protection, robust, countermeasure), cases=worked),
-                                   parts / f"{row}--{name}", work, accelerator=accelerator, log=log,
-                                   kept_only=kept_parts_only)
-                if metrics is None:
-                    missing.append(f"{row} against {countermeasure}")
-                elif metrics:
-                    cells[(row, countermeasure)] = metrics
+
+    # 2. The cells, on the cases where their column's clean mimic worked.
+    rows = [(p, r) for p in config.matrix.protections for r in config.matrix.robust]
+    planned = [(replace(_cell(config, p, r, cm), cases=worked[cm]), parts / f"{row_name(p, r)}--{folder(cm)}", cm)
+               for cm in cleans if worked[cm] for p, r in rows]
+    prefetch([(single, part) for single, part, _ in planned])
+    cells = {}
+    for single, part, countermeasure in planned:
+        row = row_name(single.protect.protection, single.protect.robust)
+        log(f"=== {row} against {countermeasure}")
+        metrics = run_part(single, part, work, accelerator=accelerator, log=log, kept_only=kept_parts_only)
+        if metrics is None:
+            missing.append(f"{row} against {countermeasure}")
+        elif metrics:
+            cells[(row, countermeasure)] = metrics
     if accelerator is not None and not accelerator.is_main_process:
         return {}
     if not cleans:
