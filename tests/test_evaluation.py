@@ -524,15 +524,15 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
 
 
 class _Waves:
-    """Stands in for CaseWorkers: records each wave of parts a comparison would prefetch, builds nothing."""
+    """Stands in for CaseWorkers: records each wave of parts a comparison submits, builds nothing."""
 
     def __init__(self):
         self.parts, self.cases = [], []
 
-    def prefetch(self, parts):
+    def submit(self, parts):
         self.parts.append([part.name for _, part in parts])
         self.cases.append([single.cases for single, _ in parts])
-        return 0
+        return [[] for _ in parts]
 
 
 def test_case_workers_build_every_case_of_a_comparison_in_one_thread_processes(tiny_pipeline_dir, victim_corpus,
@@ -548,7 +548,7 @@ def test_case_workers_build_every_case_of_a_comparison_in_one_thread_processes(t
     with CaseWorkers(2, work, verbose=False) as workers:
         metrics = run_benchmark(config, work, tmp_path / "report", log=messages.append, workers=workers)
         kept = (_single(config, "glaze", "default"), tmp_path / "report" / "parts" / "glaze-default")
-        assert workers.prefetch([kept]) == 0, "a kept part is not built again"
+        assert workers.submit([kept]) == [[]], "a kept part is not built again"
     assert not any("running" in m for m in messages), "the workers built every stage; this process reused them"
     assert metrics["cases"] == ["artist02-seed0", "artist02-seed1"]
     for case in ("artist02-seed0", "artist02-seed1"):

@@ -30,6 +30,7 @@ from .config import EvaluationConfig
 from .fingerprint import model_fingerprint
 from .report import ATTACK_WORKS
 from .run import run_evaluation
+from .workers import as_built
 
 __all__ = ["run_benchmark", "run_part", "part_is_kept", "standard_error", "write_benchmark_report", "benchmark_headline"]
 
@@ -76,7 +77,8 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
     With ``kept_parts_only`` nothing runs: the report is written from the parts already kept
     in ``REPORT/parts`` that match the config, and names the ones still missing (a benchmark
     spread over sessions reports what it has so far). With ``workers`` (a
-    :class:`~.workers.CaseWorkers`) each wave of parts is first built case by case in them.
+    :class:`~.workers.CaseWorkers`) each wave of parts is built case by case in them, and each part is written
+    as soon as its cases are in.
     """
     bench = config.benchmark
     if bench is None:
@@ -101,9 +103,8 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
                                                                                PROTECTIONS[protection].targeted)
 
     def wave(pairs: list[tuple[str, str]]) -> None:
-        if workers is not None and not kept_parts_only:
-            workers.prefetch([(_single(config, p, i), parts / f"{p}-{i}") for p, i in pairs])
-        for protection, intensity in pairs:
+        items = [(_single(config, p, i), parts / f"{p}-{i}") for p, i in pairs]
+        for (protection, intensity), _ in zip(pairs, as_built(None if kept_parts_only else workers, items)):
             evaluate(protection, intensity)
 
     # 1. Every protection at the main intensities.

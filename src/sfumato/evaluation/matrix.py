@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from .config import EvaluationConfig
 from .contract import hardware_words, versions
 from .report import ATTACK_WORKS, _pct
+from .workers import as_built
 
 __all__ = ["run_matrix", "write_matrix_report", "row_name", "ROBUST_TARGET"]
 
@@ -58,8 +60,8 @@ def _worked(clean: dict) -> tuple[tuple[int, int], ...]:
 def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Path, *, accelerator=None, log=print,
                kept_parts_only: bool = False, workers=None) -> dict:
     """Run (or resume) every column's clean side, then every cell of ``config.matrix``; write the report; return its
-    metrics. With ``workers`` (a :class:`~.workers.CaseWorkers`) each of the two waves is first built case by case
-    in them."""
+    metrics. With ``workers`` (a :class:`~.workers.CaseWorkers`) each of the two waves is built case by case in
+    them, and each part is written as soon as its cases are in."""
     from .benchmark import run_part
 
     if config.matrix is None:
@@ -67,17 +69,15 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
     if config.art is not None:
         raise ValueError("the countermeasure matrix needs the built-in victims' judge; drop --art")
     work, parts = Path(work), Path(report_dir) / "parts"
-    prefetch = workers.prefetch if workers is not None and not kept_parts_only else lambda wave: None
     folder = lambda countermeasure: countermeasure.replace(":", "")  # noqa: E731
+    built = partial(as_built, None if kept_parts_only else workers)
 
     # 1. Each column's clean side: the cases its cells run on.
     cleans, worked, missing = {}, {}, []
-    prefetch([(_clean_side(config, cm), parts / f"clean--{folder(cm)}") for cm in config.matrix.countermeasures])
-    for countermeasure in config.matrix.countermeasures:
+    sides = [(_clean_side(config, cm), parts / f"clean--{folder(cm)}") for cm in config.matrix.countermeasures]
+    for countermeasure, (side, part) in zip(config.matrix.countermeasures, built(sides)):
         log(f"=== the clean mimic against {countermeasure}")
-        part = parts / f"clean--{folder(countermeasure)}"
-        clean = run_part(_clean_side(config, countermeasure), part, work, accelerator=accelerator, log=log,
-                         kept_only=kept_parts_only)
+        clean = run_part(side, part, work, accelerator=accelerator, log=log, kept_only=kept_parts_only)
         if clean is None:
             missing.append(f"the clean mimic against {countermeasure} (and its cells)")
             continue
@@ -90,12 +90,11 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
 
     # 2. The cells, on the cases where their column's clean mimic worked.
     rows = [(p, r) for p in config.matrix.protections for r in config.matrix.robust]
-    planned = [(replace(_cell(config, p, r, cm), cases=worked[cm]), parts / f"{row_name(p, r)}--{folder(cm)}", cm)
+    planned = [(replace(_cell(config, p, r, cm), cases=worked[cm]), parts / f"{row_name(p, r)}--{folder(cm)}")
                for cm in cleans if worked[cm] for p, r in rows]
-    prefetch([(single, part) for single, part, _ in planned])
     cells = {}
-    for single, part, countermeasure in planned:
-        row = row_name(single.protect.protection, single.protect.robust)
+    for single, part in built(planned):
+        row, countermeasure = row_name(single.protect.protection, single.protect.robust), single.protect.countermeasure
         log(f"=== {row} against {countermeasure}")
         metrics = run_part(single, part, work, accelerator=accelerator, log=log, kept_only=kept_parts_only)
         if metrics is None:

@@ -5,24 +5,36 @@ each. On a small CPU, two one-thread processes do about twice the work of one tw
 (sfumato-mini's layers are too small for a second thread to pay). So before the comparison runs a
 wave of parts whose settings are known in advance (the benchmark's protections at its main
 intensity, then its sweep once the ranking is in; the matrix's clean columns, then its cells),
-:meth:`CaseWorkers.prefetch` runs every case of every part not yet kept as its own evaluation in a
-worker, jobs case by case so that two workers rarely wait on the same case's shared stages. The
-comparison then runs as without workers and reuses every stage they built. Interrupted, a rerun
-starts from the stages (and the fine-tunes' checkpoints) already on disk.
+:meth:`CaseWorkers.submit` queues every case of every part not yet kept as its own evaluation for
+the workers, part by part and case by case within a part, so that two workers rarely wait on the
+same case's shared stages. As each part's cases are done, the comparison writes that part as it
+would without workers, reusing every stage they built; so parts land (and can be committed) while
+the wave goes on. Interrupted, a rerun starts from the stages (and the fine-tunes' checkpoints)
+already on disk.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 from .config import EvaluationConfig
 from .run import cases, run_evaluation
 
-__all__ = ["CaseWorkers"]
+__all__ = ["CaseWorkers", "as_built"]
+
+
+def as_built(workers: CaseWorkers | None, items: list[tuple[EvaluationConfig, Path]]):
+    """Yield each (evaluation, part folder) of ``items`` in order once its cases are built by ``workers``
+    (raising a case's error), or at once where there are none: the caller then writes the part."""
+    pending = workers.submit(items) if workers is not None else [[]] * len(items)
+    for item, building in zip(items, pending):
+        for case in building:
+            case.result()
+        yield item
 
 
 class CaseWorkers:
@@ -44,20 +56,22 @@ class CaseWorkers:
     def __exit__(self, *exc) -> None:
         self._pool.shutdown(cancel_futures=True)
 
-    def prefetch(self, parts: list[tuple[EvaluationConfig, Path]]) -> int:
-        """Build every case of every part (an evaluation and its part folder) not yet kept, in the workers;
-        returns the number of jobs. Every job runs to its end even when another fails; the first failure
-        is raised after them."""
+    def submit(self, parts: list[tuple[EvaluationConfig, Path]]) -> list[list[Future]]:
+        """Start building every case of every part (an evaluation and its part folder) not yet kept.
+
+        Returns, per part, its cases' futures (none for a kept part): once they are all done (``result()``
+        raises a case's error), the part's stages are all on disk and the part can be written."""
         from .benchmark import part_is_kept
 
-        jobs = [(replace(single, cases=((case.victim, case.seed),)), f"{part.name}/{case.name}")
-                for single, part in parts if not part_is_kept(single, part) for case in cases(single)]
-        futures = [self._pool.submit(_case_job, job, self.work, self.work / "case-reports" / label,
-                                     label if self.verbose else None) for job, label in jobs]
-        errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:
-            raise errors[0]
-        return len(jobs)
+        pending = []
+        for single, part in parts:
+            kept = part_is_kept(single, part)
+            pending.append([] if kept else [
+                self._pool.submit(_case_job, replace(single, cases=((case.victim, case.seed),)), self.work,
+                                  self.work / "case-reports" / part.name / case.name,
+                                  f"{part.name}/{case.name}" if self.verbose else None)
+                for case in cases(single)])
+        return pending
 
 
 def _case_job(config: EvaluationConfig, work: Path, report: Path, label: str | None) -> None:
