@@ -29,9 +29,13 @@ from sfumato.judge import load_judge
 from sfumato.losses import PROTECTIONS
 
 
-def protection_of(folder: Path) -> str:
-    """A protect stage's protection and intensity as the benchmark names them: ``glaze``, ``mist``, ``glaze-i16``."""
-    return folder.name.removeprefix("protect").removeprefix("-") or "glaze"
+def setting_of(manifest: dict) -> tuple[str, bool]:
+    """A protect stage's setting in words (``glaze ±8``, ``mist+robust ±8``, ``untargeted ±8 ×2 budget``) and
+    whether the benchmark's table measures it (plain, at the calibrated budget)."""
+    c = manifest["config"]
+    plain = not c.get("robust") and not c.get("flips") and c["budget_scale"] == 1
+    name = c["protection"] + ("+robust" if c.get("robust") else "") + ("+flips" if c.get("flips") else "")
+    return f"{name} ±{c['max_levels']:g}" + ("" if c["budget_scale"] == 1 else f" ×{c['budget_scale']:g} budget"), plain
 
 
 def main() -> None:
@@ -51,28 +55,26 @@ def main() -> None:
         x = image_set(args.work / case / "art")[0]
         with torch.no_grad():
             z0 = cloaker.encoder(x)
-            rows.append({"case": case, "protection": "none", "judged_artist_pixels": share(x),
+            rows.append({"case": case, "setting": "none", "judged_artist_pixels": share(x),
                          "judged_artist_autoencoded": share(cloaker.encoder_view(x)), "rms_latent_shift": 0.0,
                          "latent_std": float(z0.std())})
             print(rows[-1], flush=True)
             for folder in sorted(p for p in (args.work / case).glob("protect*") if read_manifest(p) is not None):
-                cloaked = image_set(folder)[0]
-                name = protection_of(folder)
-                manifest = read_manifest(folder)
-                intensity, target = manifest["config"]["max_levels"], (manifest.get("target") or {}).get("style")
-                target = target if PROTECTIONS[manifest["config"]["protection"]].targeted else None
+                cloaked, manifest = image_set(folder)[0], read_manifest(folder)
+                (setting, plain), c = setting_of(manifest), manifest["config"]
+                target = (manifest.get("target") or {}).get("style") if PROTECTIONS[c["protection"]].targeted else None
                 view = cloaker.encoder_view(cloaked)
-                real = measured.get(name, {}).get("intensities", {}).get(f"{intensity:g}", {})
-                rows.append({"case": case, "protection": name, "max_levels": intensity,
+                real = measured.get(c["protection"], {}).get("intensities", {}).get(f"{c['max_levels']:g}", {})
+                rows.append({"case": case, "setting": setting, "stage": folder.name,
                              "judged_artist_pixels": share(cloaked),
                              "judged_artist_autoencoded": share(view),
                              "judged_target_autoencoded": None if target is None else share(view, target),
                              "rms_latent_shift": float((cloaker.encoder(cloaked) - z0).pow(2).mean().sqrt()),
-                             "protection_success_measured": real.get("per_case", {}).get(case)})
+                             "protection_success_measured": real.get("per_case", {}).get(case) if plain else None})
                 print(rows[-1], flush=True)
     summary = {}
-    for name in dict.fromkeys(r["protection"] for r in rows):
-        mine = [r for r in rows if r["protection"] == name]
+    for name in dict.fromkeys(r["setting"] for r in rows):
+        mine = [r for r in rows if r["setting"] == name]
         summary[name] = {key: sum(r[key] for r in mine) / len(mine)
                          for key in ("judged_artist_pixels", "judged_artist_autoencoded", "rms_latent_shift",
                                      "judged_target_autoencoded") if all(r.get(key) is not None for r in mine)}
@@ -81,7 +83,7 @@ def main() -> None:
     args.out.write_text(json.dumps({"work": str(args.work), "cases": args.cases.split(","), "summary": summary, "rows": rows,
                                     "hardware": hardware()}, indent=1) + "\n")
     for name, s in summary.items():
-        print(f"{name:16s} pixels {s['judged_artist_pixels']:.3f}  D(E(x+δ)) {s['judged_artist_autoencoded']:.3f}  "
+        print(f"{name:24s} pixels {s['judged_artist_pixels']:.3f}  D(E(x+δ)) {s['judged_artist_autoencoded']:.3f}  "
               f"shift {s['rms_latent_shift']:.3f}  ({s['cases']} cases)")
 
 
