@@ -455,20 +455,37 @@ def test_verdict_separates_cases_where_the_attack_failed():
     assert "In " not in verdict(_aggregate([case("b", 0.9, 0.8)]))
 
 
-def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipeline_dir, victim_corpus, tmp_path):
-    from sfumato.evaluation.benchmark import run_benchmark
+def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipeline_dir, victim_corpus, tmp_path,
+                                                                    capfd):
+    from sfumato.evaluation.benchmark import _single, run_benchmark
     from sfumato.evaluation.config import BenchmarkSettings
+    from sfumato.evaluation.workers import CaseWorkers
+
+    class Recorded(CaseWorkers):
+        def submit(self, parts):
+            waves.append([part.name for _, part in parts])
+            return super().submit(parts)
 
     config = _tiny_config(tiny_pipeline_dir, cases=((2, 0),), corpus=str(victim_corpus),
                           benchmark=BenchmarkSettings(protections=("glaze", "sds", "photoguard"),
                                                       intensities=("default",), sweep_intensities=("low",),
                                                       sweep=("glaze",), sweep_best=1))
-    messages, waves = [], _Waves()
-    metrics = run_benchmark(config, tmp_path / "work", tmp_path / "report", log=messages.append, workers=waves)
-    assert waves.parts[0] == ["glaze-default", "sds-default", "photoguard-default"], "the main intensity first"
-    assert waves.parts[1][0] == "glaze-low" and len(waves.parts) == 2, "then the sweep, once the ranking is known"
-    assert sum("[finetune-clean] running" in m for m in messages) == 1, "the clean side runs once"
-    assert sum("[generate-base] running" in m for m in messages) == 1
+    messages, waves, work = [], [], tmp_path / "work"
+    # --jobs 2: two one-thread processes build the cases (here three protections of one case side by side, so
+    # they meet at its clean stages); this process writes each part from what they built.
+    with Recorded(2, work) as workers:
+        metrics = run_benchmark(config, work, tmp_path / "report", log=messages.append, workers=workers)
+        assert waves[0] == ["glaze-default", "sds-default", "photoguard-default"], "the main intensity first"
+        assert waves[1][0] == "glaze-low" and len(waves) == 2, "then the sweep, once the ranking is known"
+        kept = (_single(config, "glaze", "default"), tmp_path / "report" / "parts" / "glaze-default")
+        assert workers.submit([kept]) == [[]], "a kept part is not built again"
+    assert not any("running" in m for m in messages), "the workers built every stage; this process reused them"
+    built = capfd.readouterr().err
+    assert built.count("[finetune-clean] running") == 1, "the clean side runs once, though two jobs needed it at once"
+    assert built.count("[generate-base] running") == 1
+    assert (work / "case-reports" / "sds-default" / "artist02-seed0" / "report.md").is_file()
+    with pytest.raises(ValueError, match="two jobs or more"):
+        CaseWorkers(1, work)
     case = tmp_path / "work" / "artist02-seed0"
     for folder in ("protect", "protect-sds", "protect-photoguard", "protect-ilow", "finetune-cloaked-sds",
                    "generate-cloaked-photoguard", "score-sds"):
@@ -517,7 +534,7 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
         run_benchmark(more, tmp_path / "work", tmp_path / "elsewhere", log=messages.append, kept_parts_only=True)
 
     # A changed setting (here the mimic's steps) is not stood in for by a kept part.
-    from sfumato.evaluation.benchmark import _single, part_is_kept
+    from sfumato.evaluation.benchmark import part_is_kept
 
     kept = _single(config, "sds", "default")
     assert part_is_kept(kept, part) and not part_is_kept(replace(kept, lora=replace(kept.lora, steps=4)), part)
@@ -533,29 +550,6 @@ class _Waves:
         self.parts.append([part.name for _, part in parts])
         self.cases.append([single.cases for single, _ in parts])
         return [[] for _ in parts]
-
-
-def test_case_workers_build_every_case_of_a_comparison_in_one_thread_processes(tiny_pipeline_dir, victim_corpus,
-                                                                                tmp_path):
-    from sfumato.evaluation.benchmark import _single, run_benchmark
-    from sfumato.evaluation.config import BenchmarkSettings
-    from sfumato.evaluation.workers import CaseWorkers
-
-    config = _tiny_config(tiny_pipeline_dir, cases=((2, 0), (2, 1)), corpus=str(victim_corpus),
-                          benchmark=BenchmarkSettings(protections=("glaze",), intensities=("default",),
-                                                      sweep_intensities=()))
-    messages, work = [], tmp_path / "work"
-    with CaseWorkers(2, work, verbose=False) as workers:
-        metrics = run_benchmark(config, work, tmp_path / "report", log=messages.append, workers=workers)
-        kept = (_single(config, "glaze", "default"), tmp_path / "report" / "parts" / "glaze-default")
-        assert workers.submit([kept]) == [[]], "a kept part is not built again"
-    assert not any("running" in m for m in messages), "the workers built every stage; this process reused them"
-    assert metrics["cases"] == ["artist02-seed0", "artist02-seed1"]
-    for case in ("artist02-seed0", "artist02-seed1"):
-        assert (work / "case-reports" / "glaze-default" / case / "report.md").is_file(), case
-        assert (work / case / "finetune-cloaked" / "manifest.json").is_file(), case
-    with pytest.raises(ValueError, match="two jobs or more"):
-        CaseWorkers(1, work)
 
 
 def test_kept_parts_needs_a_benchmark(capsys):
