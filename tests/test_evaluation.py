@@ -476,7 +476,8 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     with Recorded(2, work) as workers:
         metrics = run_benchmark(config, work, tmp_path / "report", log=messages.append, workers=workers)
         assert waves[0] == ["glaze-default", "sds-default", "photoguard-default"], "the main intensity first"
-        assert waves[1][0] == "glaze-low" and len(waves) == 2, "then the sweep, once the ranking is known"
+        assert waves[1][0] == "glaze-low" and len(waves[1]) == 2 and len(waves) == 2, \
+            "then the sweep (glaze and the best other), once the ranking is known"
         kept = (_single(config, "glaze", "default"), tmp_path / "report" / "parts" / "glaze-default")
         assert workers.submit([kept]) == [[]], "a kept part is not built again"
     assert not any("running" in m for m in messages), "the workers built every stage; this process reused them"
@@ -492,7 +493,7 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
         assert (case / folder / "manifest.json").is_file(), folder
     assert metrics["cases"] == ["artist02-seed0"] and 0 <= metrics["clean_mimicry"] <= 1
     levels = {name: set(entry["intensities"]) for name, entry in metrics["protections"].items()}
-    assert levels["glaze"] == {"8", "4"} and {"8"} <= levels["sds"] and len([n for n in levels if "4" in levels[n]]) <= 2
+    assert levels["glaze"] == {"8", "4"} and {"8"} <= levels["sds"] and len([n for n in levels if "4" in levels[n]]) == 2
     entry = metrics["protections"]["sds"]["intensities"]["8"]
     for key in ("protection_success", "psnr_db", "ssim", "perceptual_distance", "seconds_per_image", "peak_rss_mb",
                 "judged_as_target"):
@@ -517,7 +518,7 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     shutil.rmtree(tmp_path / "work")
     messages.clear()
     again = run_benchmark(config, tmp_path / "work", tmp_path / "report", log=messages.append)
-    assert not any("running" in m for m in messages) and sum("[part] reused" in m for m in messages) == 4
+    assert not any("running" in m for m in messages) and sum("[part] reused" in m for m in messages) == 5
     assert again["protections"] == json.loads(json.dumps(metrics["protections"]))
     assert (tmp_path / "report" / "grid.png").is_file()
 
@@ -527,7 +528,7 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     partial = run_benchmark(more, tmp_path / "work", tmp_path / "report", log=messages.append, kept_parts_only=True)
     assert not any("running" in m for m in messages)
     assert set(partial["protections"]) == {"glaze", "sds", "photoguard"}
-    assert partial["missing"] == ["advdm at ±8", "the best 1 (ranked at ±8 once every protection is in) at ±4"]
+    assert partial["missing"] == ["advdm at ±8", "the best 1 besides glaze (ranked at ±8 once every protection is in) at ±4"]
     assert "**Not measured yet** (2): advdm at ±8;" in (tmp_path / "report" / "report.md").read_text()
     assert benchmark_headline(partial).endswith("Not measured yet: 2 part(s) of the benchmark.")
     with pytest.raises(ValueError, match="no kept part"):

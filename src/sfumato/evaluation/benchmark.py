@@ -118,9 +118,10 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
     if len(measured) < len(bench.protections):  # the best ones are not known until every protection is in
         ranked = []
         if bench.sweep_best and bench.sweep_intensities:
-            missing.append(f"the best {bench.sweep_best} (ranked at ±{first} once every protection is in) at "
-                           + " and ".join(f"±{levels_key(i)}" for i in bench.sweep_intensities))
-    wave([(p, i) for p in dict.fromkeys([*bench.sweep, *ranked[:bench.sweep_best]]) for i in bench.sweep_intensities])
+            missing.append(f"the best {bench.sweep_best} besides {', '.join(bench.sweep)} (ranked at ±{first} once "
+                           "every protection is in) at " + " and ".join(f"±{levels_key(i)}" for i in bench.sweep_intensities))
+    best = [p for p in ranked if p not in bench.sweep][:bench.sweep_best]
+    wave([(p, i) for p in [*bench.sweep, *best] for i in bench.sweep_intensities])
     if not runs:
         raise ValueError(f"no kept part in {parts} matches this config; run the benchmark first")
     return write_benchmark_report(config, runs, figures, report_dir, missing=missing)

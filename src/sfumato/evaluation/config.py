@@ -88,10 +88,11 @@ class BenchmarkSettings:
         protections (`tuple[str, ...]`): every protection, each run at ``intensities``.
         intensities (`tuple[str, ...]`): the intensities every protection runs at (``"default"``: ±8 levels).
         sweep_intensities (`tuple[str, ...]`): further intensities for the protections in ``sweep``
-            and for the ``sweep_best`` protections with the highest protection success at the first
+            and for the ``sweep_best`` others with the highest protection success at the first
             of ``intensities``, for the frontier of protection against visibility.
         sweep (`tuple[str, ...]`): protections always swept (``glaze``, the reference).
-        sweep_best (`int`): how many of the best protections are swept too.
+        sweep_best (`int`): how many of the best protections besides those in ``sweep`` are swept too
+            (ties keep the order of ``protections``).
     """
 
     protections: tuple[str, ...] = ("glaze",)
