@@ -139,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import run_evaluation
 
     accelerator = Accelerator(cpu=config.device == "cpu")
+    if args.jobs > 1 and accelerator.num_processes > 1:
+        error("--jobs starts its own processes; run it without accelerate launch")
+        return 2
     work = Path(args.work) if args.work else Path("sfumato-evaluation") / config.name
     report = Path(args.report) if args.report else work / "report"
     log = (lambda *a: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))

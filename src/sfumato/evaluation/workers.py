@@ -2,15 +2,14 @@
 
 A benchmark or a countermeasure matrix is many ordinary evaluations (*parts*) of a few cases
 each. On a small CPU, two one-thread processes do about twice the work of one two-thread process
-(sfumato-mini's layers are too small for a second thread to pay). So before the comparison runs a
-wave of parts whose settings are known in advance (the benchmark's protections at its main
-intensity, then its sweep once the ranking is in; the matrix's clean columns, then its cells),
-:meth:`CaseWorkers.submit` queues every case of every part not yet kept as its own evaluation for
-the workers, part by part and case by case within a part, so that two workers rarely wait on the
-same case's shared stages. As each part's cases are done, the comparison writes that part as it
-would without workers, reusing every stage they built; so parts land (and can be committed) while
-the wave goes on. Interrupted, a rerun starts from the stages (and the fine-tunes' checkpoints)
-already on disk.
+(sfumato-mini's layers are too small for a second thread to pay). For each wave of parts whose
+settings are known in advance (the benchmark's protections at its main intensity, then its sweep
+once the ranking is in; the matrix's clean columns, then its cells), :meth:`CaseWorkers.submit`
+queues every case of every part not yet kept as its own evaluation for the workers, part by part
+and case by case within a part, so that two workers rarely wait on the same case's shared stages.
+As each part's cases are done, the comparison writes that part as it would without workers,
+reusing every stage they built; so parts land (and can be committed) while the wave goes on.
+Interrupted, a rerun starts from the stages (and the fine-tunes' checkpoints) already on disk.
 """
 
 from __future__ import annotations
