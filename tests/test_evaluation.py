@@ -530,7 +530,8 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     assert set(partial["protections"]) == {"glaze", "sds", "photoguard"}
     assert partial["missing"] == ["advdm at ±8", "the best 1 besides glaze (ranked at ±8 once every protection is in) at ±4"]
     assert "**Not measured yet** (2): advdm at ±8;" in (tmp_path / "report" / "report.md").read_text()
-    assert benchmark_headline(partial).endswith("Not measured yet: 2 part(s) of the benchmark.")
+    assert benchmark_headline(partial).endswith("Not measured yet: advdm at ±8; the best 1 besides glaze (ranked at ±8 "
+                                                "once every protection is in) at ±4.")
     with pytest.raises(ValueError, match="no kept part"):
         run_benchmark(more, tmp_path / "work", tmp_path / "elsewhere", log=messages.append, kept_parts_only=True)
 

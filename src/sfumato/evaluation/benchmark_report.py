@@ -175,7 +175,7 @@ def benchmark_headline(metrics: dict) -> str:
             f"mimic worked: " + ", ".join(f"{name} {_pct(f['protection_success'])} (PSNR {f['psnr_db']:.1f} dB)"
                                          for name, f in rows) + "."
             + f" {goal_verdict(metrics)}"
-            + (f" Not measured yet: {len(missing)} part(s) of the benchmark." if missing else ""))
+            + (f" Not measured yet: {'; '.join(missing)}." if missing else ""))
 
 
 def _binomial_points(images: int) -> int:
