@@ -475,9 +475,10 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     # they meet at its clean stages); this process writes each part from what they built.
     with Recorded(2, work) as workers:
         metrics = run_benchmark(config, work, tmp_path / "report", log=messages.append, workers=workers)
-        assert waves[0] == ["glaze-default", "sds-default", "photoguard-default"], "the main intensity first"
-        assert waves[1][0] == "glaze-low" and len(waves[1]) == 2 and len(waves) == 2, \
-            "then the sweep (glaze and the best other), once the ranking is known"
+        assert waves[0] == ["glaze-default", "sds-default", "photoguard-default", "glaze-low"], \
+            "the main intensity first, with the reference's sweep (known in advance)"
+        assert len(waves) == 2 and waves[1] in (["sds-low"], ["photoguard-low"]), \
+            "then the best other's sweep, once the ranking is known"
         kept = (_single(config, "glaze", "default"), tmp_path / "report" / "parts" / "glaze-default")
         assert workers.submit([kept]) == [[]], "a kept part is not built again"
     assert not any("running" in m for m in messages), "the workers built every stage; this process reused them"

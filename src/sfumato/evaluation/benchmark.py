@@ -107,11 +107,13 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
         for (protection, intensity), _ in zip(pairs, as_built(None if kept_parts_only else workers, items)):
             evaluate(protection, intensity)
 
-    # 1. Every protection at the main intensities.
-    wave([(p, i) for p in bench.protections for i in bench.intensities])
+    # 1. Every protection at the main intensities; the reference protections' frontier too (known in advance, it
+    # keeps the workers busy while the last main parts finish).
+    wave([(p, i) for p in bench.protections for i in bench.intensities]
+         + [(p, i) for p in bench.sweep for i in bench.sweep_intensities])
     if accelerator is not None and not accelerator.is_main_process:
         return {}
-    # 2. The frontier: the reference protections and the best ones at the first intensity, at the others.
+    # 2. The frontier of the best ones at the first intensity, besides the reference protections.
     first = levels_key(bench.intensities[0])
     measured = [p for p in bench.protections if first in figures.get(p, {})]
     ranked = sorted(measured, key=lambda p: -(figures[p][first]["protection_success"] or 0))
@@ -121,7 +123,7 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
             missing.append(f"the best {bench.sweep_best} besides {', '.join(bench.sweep)} (ranked at ±{first} once "
                            "every protection is in) at " + " and ".join(f"±{levels_key(i)}" for i in bench.sweep_intensities))
     best = [p for p in ranked if p not in bench.sweep][:bench.sweep_best]
-    wave([(p, i) for p in [*bench.sweep, *best] for i in bench.sweep_intensities])
+    wave([(p, i) for p in best for i in bench.sweep_intensities])
     if not runs:
         raise ValueError(f"no kept part in {parts} matches this config; run the benchmark first")
     return write_benchmark_report(config, runs, figures, report_dir, missing=missing)
