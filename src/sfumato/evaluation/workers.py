@@ -3,8 +3,8 @@
 A benchmark or a countermeasure matrix is many ordinary evaluations (*parts*) of a few cases
 each. On a small CPU, two one-thread processes do about twice the work of one two-thread process
 (sfumato-mini's layers are too small for a second thread to pay). For each wave of parts whose
-settings are known in advance (the benchmark's protections at its main intensity, then its sweep
-once the ranking is in; the matrix's clean columns, then its cells), :meth:`CaseWorkers.submit`
+settings are known in advance (the benchmark's protections at its main intensity with the reference's
+sweep, then the best ones' sweep once the ranking is in; the matrix's clean columns, then its cells), :meth:`CaseWorkers.submit`
 queues every case of every part not yet kept as its own evaluation for the workers, part by part
 and case by case within a part, so that two workers rarely wait on the same case's shared stages.
 As each part's cases are done, the comparison writes that part as it would without workers,
