@@ -485,7 +485,9 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     built = capfd.readouterr().err
     assert built.count("[finetune-clean] running") == 1, "the clean side runs once, though two jobs needed it at once"
     assert built.count("[generate-base] running") == 1
-    assert (work / "case-reports" / "sds-default" / "artist02-seed0" / "report.md").is_file()
+    case_result = tmp_path / "report" / "parts" / "glaze-low" / "cases" / "artist02-seed0"
+    assert {"metrics.json", "report.md", "part.json", "side-by-side-artist02-seed0.png"} == {f.name for f in case_result.iterdir()}
+    assert any("[part] written from its kept cases" in m and m.endswith("glaze-low") for m in messages)
     with pytest.raises(ValueError, match="two jobs or more"):
         CaseWorkers(1, work)
     case = tmp_path / "work" / "artist02-seed0"
@@ -513,14 +515,19 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     assert len(list(part.glob("side-by-side-*.png"))) == 1
     assert not (tmp_path / "report" / "parts" / "glaze-low" / "row-cloaked.png").exists(), "rows at ±8 only"
 
-    # The next session: the stage folders are gone, the committed parts carry the work.
+    # The next session: the stage folders are gone, the committed parts carry the work, and so do the committed
+    # case results of a part whose report was not written (here glaze-low's).
     import shutil
 
     shutil.rmtree(tmp_path / "work")
+    for kept in (tmp_path / "report" / "parts" / "glaze-low").glob("*.*"):
+        kept.unlink()
     messages.clear()
     again = run_benchmark(config, tmp_path / "work", tmp_path / "report", log=messages.append)
-    assert not any("running" in m for m in messages) and sum("[part] reused" in m for m in messages) == 5
+    assert not any("running" in m for m in messages) and sum("[part] reused" in m for m in messages) == 4
+    assert sum("[part] written from its kept cases" in m for m in messages) == 1
     assert again["protections"] == json.loads(json.dumps(metrics["protections"]))
+    assert (tmp_path / "report" / "parts" / "glaze-low" / "side-by-side-artist02-seed0.png").is_file()
     assert (tmp_path / "report" / "grid.png").is_file()
 
     # Spread over sessions: a report from the kept parts alone names what is still missing and runs nothing.
@@ -537,7 +544,7 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
         run_benchmark(more, tmp_path / "work", tmp_path / "elsewhere", log=messages.append, kept_parts_only=True)
 
     # A changed setting (here the mimic's steps) is not stood in for by a kept part.
-    from sfumato.evaluation.benchmark import part_is_kept
+    from sfumato.evaluation.parts import part_is_kept
 
     kept = _single(config, "sds", "default")
     assert part_is_kept(kept, part) and not part_is_kept(replace(kept, lora=replace(kept.lora, steps=4)), part)
@@ -563,7 +570,7 @@ def test_kept_parts_needs_a_benchmark(capsys):
 
 
 def test_a_kept_part_ignores_the_art_judge_settings_it_never_used(tmp_path):
-    from sfumato.evaluation.benchmark import _is_current
+    from sfumato.evaluation.parts import _is_current
 
     (tmp_path / "metrics.json").write_text("{}")
     kept = {"config": {"art": None, "art_judge": {"held_out": 8}, "lora": {"steps": 1200}}, "model": "m", "judge": "j"}
@@ -577,7 +584,7 @@ def test_a_kept_part_ignores_the_art_judge_settings_it_never_used(tmp_path):
 
 
 def test_a_kept_part_matches_a_key_with_a_setting_added_later_at_its_old_behaviour(tmp_path):
-    from sfumato.evaluation.benchmark import _is_current
+    from sfumato.evaluation.parts import _is_current
 
     (tmp_path / "metrics.json").write_text("{}")
     kept = {"config": {"art": None, "protect": {"protection": "glaze", "flips": False}}, "model": "m", "judge": "j"}
@@ -652,7 +659,8 @@ def test_the_committed_benchmark_parts_match_the_shipped_config():
     """A setting added to the config must not retire the committed parts (each a CPU-hour or more): every part in
     evaluation/results/protections/parts still stands for its evaluation under the shipped mini-bench."""
     from sfumato.evaluation import load_config
-    from sfumato.evaluation.benchmark import _is_current, _part_key, _single
+    from sfumato.evaluation.benchmark import _single
+    from sfumato.evaluation.parts import _is_current, _part_key
 
     config = load_config("mini-bench")
     parts = sorted((Path(__file__).parents[1] / "evaluation" / "results" / "protections" / "parts").glob("*/part.json"))

@@ -6,30 +6,23 @@ samples, the base model's samples) run once and every protection adds only its c
 one cloaked fine-tune and one generation per case. The report compares them: protection
 success over the cases where the clean mimic worked, visibility, and cost.
 
-The benchmark takes hours of CPU per protection, more than one working session, and
-stage folders do not outlive a session's machine. So each evaluation's own report is
-kept as a *part* of the benchmark's report (``REPORT/parts/PROTECTION-INTENSITY/``:
-``metrics.json``, ``report.md``, one case's figure and its row of the grid, and
-``part.json`` with what it was computed from). Committed, the parts carry the work to the
-next session: a part whose ``part.json`` matches the evaluation's settings, the model's
-weights and the judge's is reused instead of run again. The report itself is written by
-:mod:`.benchmark_report`.
+The benchmark takes hours of CPU per protection, more than one working session, so each
+evaluation is kept as a *part* of the benchmark's report (``REPORT/parts/PROTECTION-INTENSITY/``,
+:mod:`.parts`), reused by any later run with the same settings, model and judge. The report itself
+is written by :mod:`.benchmark_report`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
 
 from ..losses import PROTECTIONS
-from .benchmark_report import benchmark_headline, grid_rows, levels_key, write_benchmark_report
+from .benchmark_report import benchmark_headline, levels_key, write_benchmark_report
 from .config import EvaluationConfig
-from .fingerprint import model_fingerprint
+from .parts import part_is_kept, run_part
 from .report import ATTACK_WORKS
-from .run import run_evaluation
 from .workers import as_built
 
 __all__ = ["run_benchmark", "run_part", "part_is_kept", "standard_error", "write_benchmark_report", "benchmark_headline"]
@@ -127,68 +120,3 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
     if not runs:
         raise ValueError(f"no kept part in {parts} matches this config; run the benchmark first")
     return write_benchmark_report(config, runs, figures, report_dir, missing=missing)
-
-
-def run_part(single: EvaluationConfig, part: Path, work: Path, *, accelerator=None, log=print, kept_only: bool = False,
-             grid: bool = False) -> dict | None:
-    """One evaluation of a comparison, kept as a part of its report (``part``: its folder).
-
-    A kept part whose ``part.json`` matches the evaluation's settings, the model's weights and the
-    judge's is reused; otherwise the evaluation runs (``grid``: and draws its row of the grid), unless
-    ``kept_only``, which returns None for a missing part. Returns the part's ``metrics.json`` (empty
-    on the processes other than the main one).
-    """
-    if part_is_kept(single, part):
-        log(f"[part] reused {part}")
-        return json.loads((part / "metrics.json").read_text())
-    if kept_only:
-        log(f"[part] missing {part}")
-        return None
-    metrics = run_evaluation(single, work, part, accelerator=accelerator, log=log, case_figures=1)
-    if metrics:
-        if grid:
-            grid_rows(single, work, part)
-        (part / "part.json").write_text(json.dumps(_part_key(single), indent=1) + "\n")  # last: the part is whole
-    return metrics
-
-
-def part_is_kept(single: EvaluationConfig, part: Path) -> bool:
-    """Whether the folder ``part`` keeps this evaluation's figures (settings, model and judge all match)."""
-    return _is_current(part, _part_key(single))
-
-
-def _part_key(single: EvaluationConfig) -> dict:
-    """What a kept part must match to stand for an evaluation: its settings, the model's weights, the judge's."""
-    from ..judge import JUDGE_WEIGHTS
-
-    return {"config": json.loads(json.dumps(single.to_dict(), default=str)), "model": model_fingerprint(single.model),
-            "judge": hashlib.sha256(JUDGE_WEIGHTS.read_bytes()).hexdigest()[:12]}
-
-
-def _is_current(part: Path, key: dict) -> bool:
-    record = part / "part.json"
-    return (record.is_file() and (part / "metrics.json").is_file()
-            and _comparable(json.loads(record.read_text())) == _comparable(key))
-
-
-#: Settings added after parts were kept (dotted paths in the config), at the value that computes what those
-#: parts computed.
-_ADDED_LATER = {"protect.robust": False, "upscaler": None, "matrix": None}
-
-
-def _comparable(key: dict) -> dict:
-    """A part key without the settings its evaluation never used: the ``--art`` judge's, for the built-in victims
-    (a setting added to it later must not retire parts that never trained such a judge), and settings added
-    later while they keep their old behaviour (:data:`_ADDED_LATER`)."""
-    config = dict(key["config"])
-    if config.get("art") is None:
-        config.pop("art_judge", None)
-    for path, old in _ADDED_LATER.items():
-        *sections, name = path.split(".")
-        table = config
-        for section in sections:
-            table[section] = dict(table.get(section, {}))
-            table = table[section]
-        if name in table and table[name] == old:
-            del table[name]
-    return key | {"config": config}

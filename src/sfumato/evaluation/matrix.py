@@ -3,7 +3,7 @@
 A mimic who knows about cloaks cleans every scraped image before it fine-tunes
 (:mod:`sfumato.countermeasures`). Each cell of the matrix, a protection (plain or robust)
 against a countermeasure, is one ordinary evaluation in a shared ``--work`` folder, kept as a
-part of the report as the protections benchmark keeps its parts (:func:`~.benchmark.run_part`).
+part of the report as the protections benchmark keeps its parts (:func:`~.parts.run_part`).
 The countermeasure is applied to the originals too, so each column has its own clean
 baseline, shared by every row: a countermeasure that ruins the clean mimic defeats the mimic,
 not the cloak, and is reported apart.
@@ -62,7 +62,7 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
     """Run (or resume) every column's clean side, then every cell of ``config.matrix``; write the report; return its
     metrics. With ``workers`` (a :class:`~.workers.CaseWorkers`) each of the two waves is built case by case in
     them, and each part is written as soon as its cases are in."""
-    from .benchmark import run_part
+    from .parts import run_part
 
     if config.matrix is None:
         raise ValueError("the config has no [matrix] table (protections, robust, countermeasures)")

@@ -9,7 +9,7 @@ from pathlib import Path
 from .contract import hardware, hardware_words, versions
 from .stages import image_set
 
-__all__ = ["write_report", "side_by_side", "score_chart", "verdict", "headline", "ATTACK_WORKS"]
+__all__ = ["write_report", "write_case_entries", "side_by_side", "score_chart", "verdict", "headline", "ATTACK_WORKS"]
 
 COLUMNS = (("art", "original"), ("protect", "cloaked copy"), ("generate-clean", "mimic trained on originals"),
            ("generate-cloaked", "mimic trained on cloaked"))
@@ -175,11 +175,13 @@ def headline(metrics: dict) -> str | None:
             f"{_pct(agg['mimicry_success']['clean'])}).")
 
 
-def write_report(config, results: list[dict], out: str | Path, case_figures: int | None = None) -> dict:
+def write_report(config, results: list[dict], out: str | Path, case_figures: int | None = None, *,
+                 charts: bool = True) -> dict:
     """Write the report files into ``out``; returns what ``metrics.json`` holds.
 
     ``case_figures`` limits the side-by-side figures to the first cases (a benchmark's
-    committed parts keep one each); None draws one per case.
+    committed parts keep one each); None draws one per case. ``charts=False`` leaves out the
+    bar chart (a case result kept inside a part needs none).
 
     ``metrics.json`` holds only figures that a rerun reproduces (stage times come from
     the stage manifests), so a resumed run writes the same file.
@@ -195,11 +197,16 @@ def write_report(config, results: list[dict], out: str | Path, case_figures: int
         cases.append({"case": case.name, "artist": case.artist, "victim": case.victim, "seed": case.seed,
                       "scores": r["scores"], "stage_seconds": r["seconds"], "threads": _stage_threads(r),
                       "figure": figure} | ({"art_judge": r["art_judge"]} if r.get("art_judge") else {}))
-    if any("mimicry_success" in c["scores"] for c in cases):
+    return write_case_entries(config, cases, _stage_hardware(results), out, charts=charts)
+
+
+def write_case_entries(config, cases: list[dict], stage_hardware: dict, out: Path, *, charts: bool = True) -> dict:
+    """The report of cases already scored (``metrics.json``'s ``cases`` entries; their figures already in ``out``)."""
+    if charts and any("mimicry_success" in c["scores"] for c in cases):
         score_chart(cases, out / "scores.png")
     stage_seconds = [s for c in cases for s in c["stage_seconds"].values()]
     metrics = {"name": config.name, "config": config.to_dict(), "aggregate": _aggregate(cases), "cases": cases,
-               "compute_seconds": round(sum(stage_seconds), 1), "hardware": _stage_hardware(results),
+               "compute_seconds": round(sum(stage_seconds), 1), "hardware": stage_hardware,
                "versions": versions()}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
     (out / "report.md").write_text(_markdown(metrics))

@@ -200,10 +200,11 @@ def _setup(config: EvaluationConfig, work: Path, accelerator, log) -> _Setup:
 
 
 def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str | Path | None = None, *,
-                   accelerator=None, log=print, case_figures: int | None = None) -> dict:
+                   accelerator=None, log=print, case_figures: int | None = None, charts: bool = True) -> dict:
     """Run (or resume) every stage of every case, then write the report; returns ``metrics.json``'s content.
 
-    ``case_figures``: draw the side-by-side figure of the first cases only (None: every case).
+    ``case_figures``: draw the side-by-side figure of the first cases only (None: every case);
+    ``charts=False``: no bar chart.
     """
     from .report import write_report
 
@@ -217,7 +218,7 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
     if accelerator is not None and not accelerator.is_main_process:
         return {}
     log(f"== report -> {report_dir} ({time.perf_counter() - started:.0f} s this run)")
-    return write_report(config, results, report_dir, case_figures)
+    return write_report(config, results, report_dir, case_figures, charts=charts)
 
 
 def _run_case(s: _Setup, case: Case, log) -> dict:

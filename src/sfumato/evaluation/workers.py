@@ -7,9 +7,12 @@ settings are known in advance (the benchmark's protections at its main intensity
 sweep, then the best ones' sweep once the ranking is in; the matrix's clean columns, then its cells), :meth:`CaseWorkers.submit`
 queues every case of every part not yet kept as its own evaluation for the workers, part by part
 and case by case within a part, so that two workers rarely wait on the same case's shared stages.
-As each part's cases are done, the comparison writes that part as it would without workers,
-reusing every stage they built; so parts land (and can be committed) while the wave goes on.
-Interrupted, a rerun starts from the stages (and the fine-tunes' checkpoints) already on disk.
+Each case is kept as a *case result* inside its part (``PART/cases/CASE/``, :mod:`.parts`) as soon as it
+is done, and a case already kept there is not run again: committed, case results carry a part that is
+half done to the next session even when the stage folders are lost. As each part's cases are done, the
+comparison writes that part as it would without workers, from its case results (or, for a part that draws
+a row of the grid, reusing every stage they built); so parts land while the wave goes on. Interrupted, a
+rerun starts from the case results, the stages and the fine-tunes' checkpoints already on disk.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from __future__ import annotations
 import multiprocessing
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 from .config import EvaluationConfig
+from .parts import case_result, mark_kept, one_case, part_is_kept
 from .run import cases, run_evaluation
 
 __all__ = ["CaseWorkers", "as_built"]
@@ -39,7 +42,7 @@ def as_built(workers: CaseWorkers | None, items: list[tuple[EvaluationConfig, Pa
 class CaseWorkers:
     """Up to ``jobs`` one-thread processes that build the stages of a comparison's cases in ``work``.
 
-    Use as a context manager. Each job's own report goes to ``work/case-reports/PART/CASE``.
+    Use as a context manager. Each job's result is kept in ``PART/cases/CASE`` (:func:`~.parts.case_result`).
     """
 
     def __init__(self, jobs: int, work: str | Path, *, verbose: bool = True):
@@ -56,27 +59,31 @@ class CaseWorkers:
         self._pool.shutdown(cancel_futures=True)
 
     def submit(self, parts: list[tuple[EvaluationConfig, Path]]) -> list[list[Future]]:
-        """Start building every case of every part (an evaluation and its part folder) not yet kept.
+        """Start building every case of every part (an evaluation and its part folder) not yet kept, nor kept
+        as a case result.
 
-        Returns, per part, its cases' futures (none for a kept part): once they are all done (``result()``
-        raises a case's error), the part's stages are all on disk and the part can be written."""
-        from .benchmark import part_is_kept
-
+        Returns, per part, its cases' futures (none for a kept part or case): once they are all done
+        (``result()`` raises a case's error), the part's case results are all kept and the part can be written."""
         pending = []
         for single, part in parts:
-            kept = part_is_kept(single, part)
-            pending.append([] if kept else [
-                self._pool.submit(_case_job, replace(single, cases=((case.victim, case.seed),)), self.work,
-                                  self.work / "case-reports" / part.name / case.name,
-                                  f"{part.name}/{case.name}" if self.verbose else None)
-                for case in cases(single)])
+            building = []
+            if not part_is_kept(single, part):
+                for k, case in enumerate(cases(single)):
+                    one, folder = one_case(single, case), case_result(part, case)
+                    if not part_is_kept(one, folder):
+                        label = f"{part.name}/{case.name}" if self.verbose else None
+                        building.append(self._pool.submit(_case_job, one, self.work, folder, k == 0, label))
+            pending.append(building)
         return pending
 
 
-def _case_job(config: EvaluationConfig, work: Path, report: Path, label: str | None) -> None:
-    """One case's evaluation on one thread (a worker of :class:`CaseWorkers`); ``label`` prefixes its messages."""
+def _case_job(config: EvaluationConfig, work: Path, folder: Path, figure: bool, label: str | None) -> None:
+    """One case's evaluation on one thread (a worker of :class:`CaseWorkers`), kept as a case result in
+    ``folder`` (``figure``: with its side-by-side figure, for the part's first case); ``label`` prefixes its
+    messages."""
     import torch
 
     torch.set_num_threads(1)
     log = (lambda message: print(f"({label}) {message}", file=sys.stderr, flush=True)) if label else (lambda m: None)
-    run_evaluation(config, work, report, log=log, case_figures=0)
+    run_evaluation(config, work, folder, log=log, case_figures=int(figure), charts=False)
+    mark_kept(config, folder)
