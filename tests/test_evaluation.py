@@ -607,8 +607,9 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     messages, waves = [], _Waves()
     monkeypatch.setattr(sfumato.evaluation.matrix, "ATTACK_WORKS", 0.0)  # the tiny mimic learns nothing: let it count
     metrics = run_matrix(config, tmp_path / "work", tmp_path / "report", log=messages.append, workers=waves)
-    assert waves.parts == [["clean--none", "clean--diffpure0.5"], ["glaze+robust--none", "glaze+robust--diffpure0.5"]]
-    assert waves.cases[1] == [((2, 0),), ((2, 0),)], "the cells, on the cases where their column's clean mimic worked"
+    assert waves.parts == [["clean--none"], ["glaze+robust--none", "clean--diffpure0.5"], ["glaze+robust--diffpure0.5"]], \
+        "the first column's cells (they bound the verdict) come before the other columns' cells"
+    assert waves.cases[1][0] == waves.cases[2][0] == ((2, 0),), "the cells, on the cases where their column's clean mimic worked"
     assert sum("[countermeasure-clean] running" in m for m in messages) == 1, "one clean side per column"
     assert sum("[finetune-clean] running" in m for m in messages) == 2, "the plain clean side and the cleaned one"
     assert sum("[protect] running" in m for m in messages) == 1, "the cloaks are made once, whatever the cleaning"
@@ -640,7 +641,7 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     monkeypatch.setattr(sfumato.evaluation.matrix, "ATTACK_WORKS", 1.01)
     waves = _Waves()
     ruined = run_matrix(config, tmp_path / "work", tmp_path / "ruined", log=messages.append, workers=waves)
-    assert waves.parts[1] == [], "no cell to build"
+    assert waves.parts[1] == ["clean--diffpure0.5"] and waves.parts[2] == [], "no cell to build"
     assert not any("[protect]" in m or "[finetune-cloaked" in m for m in messages), "no cell ran"
     assert ruined["matrix"]["glaze+robust"]["diffpure:0.5"]["cases_where_attack_worked"] == 0
     assert "no clean mimic to stop" in (tmp_path / "ruined" / "report.md").read_text()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 from .config import EvaluationConfig
@@ -59,9 +58,13 @@ def _worked(clean: dict) -> tuple[tuple[int, int], ...]:
 
 def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Path, *, accelerator=None, log=print,
                kept_parts_only: bool = False, workers=None) -> dict:
-    """Run (or resume) every column's clean side, then every cell of ``config.matrix``; write the report; return its
-    metrics. With ``workers`` (a :class:`~.workers.CaseWorkers`) each of the two waves is built case by case in
-    them, and each part is written as soon as its cases are in."""
+    """Run (or resume) each column's clean side, then that column's cells; write the report; return its metrics.
+
+    The first column (``none`` in the shipped configs) goes first and its cells next, robust rows first: they
+    bound the verdict (a robust row below the bar without any countermeasure cannot reach it), so it is known
+    many CPU-hours before the matrix is whole. With ``workers`` (a :class:`~.workers.CaseWorkers`) three waves
+    are built case by case in them: the first column's clean side; its cells with every other clean side; the
+    other cells. Each part is written as soon as its cases are in."""
     from .parts import run_part
 
     if config.matrix is None:
@@ -70,17 +73,25 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
         raise ValueError("the countermeasure matrix needs the built-in victims' judge; drop --art")
     work, parts = Path(work), Path(report_dir) / "parts"
     folder = lambda countermeasure: countermeasure.replace(":", "")  # noqa: E731
-    built = partial(as_built, None if kept_parts_only else workers)
+    cleans, worked, cells, missing = {}, {}, {}, []
+    rows = [(p, r) for p in config.matrix.protections for r in config.matrix.robust]
 
-    # 1. Each column's clean side: the cases its cells run on.
-    cleans, worked, missing = {}, {}, []
-    sides = [(_clean_side(config, cm), parts / f"clean--{folder(cm)}") for cm in config.matrix.countermeasures]
-    for countermeasure, (side, part) in zip(config.matrix.countermeasures, built(sides)):
+    def side(countermeasure: str) -> tuple[EvaluationConfig, Path]:
+        return _clean_side(config, countermeasure), parts / f"clean--{folder(countermeasure)}"
+
+    def column(countermeasure: str, order=rows) -> list[tuple[EvaluationConfig, Path]]:
+        """A column's cells, on the cases where its clean mimic worked (none until its clean side is in)."""
+        return [(replace(_cell(config, p, r, countermeasure), cases=worked[countermeasure]),
+                 parts / f"{row_name(p, r)}--{folder(countermeasure)}")
+                for p, r in order if worked.get(countermeasure)]
+
+    def take_clean(single: EvaluationConfig, part: Path) -> None:
+        countermeasure = single.protect.countermeasure
         log(f"=== the clean mimic against {countermeasure}")
-        clean = run_part(side, part, work, accelerator=accelerator, log=log, kept_only=kept_parts_only)
+        clean = run_part(single, part, work, accelerator=accelerator, log=log, kept_only=kept_parts_only)
         if clean is None:
             missing.append(f"the clean mimic against {countermeasure} (and its cells)")
-            continue
+            return
         if accelerator is not None:  # every process needs the cases the cells run on; the main one wrote them
             accelerator.wait_for_everyone()
             clean = json.loads((part / "metrics.json").read_text())
@@ -88,12 +99,7 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
         if not worked[countermeasure]:
             log(f"the clean mimic failed in every case against {countermeasure}: no cell runs")
 
-    # 2. The cells, on the cases where their column's clean mimic worked.
-    rows = [(p, r) for p in config.matrix.protections for r in config.matrix.robust]
-    planned = [(replace(_cell(config, p, r, cm), cases=worked[cm]), parts / f"{row_name(p, r)}--{folder(cm)}")
-               for cm in cleans if worked[cm] for p, r in rows]
-    cells = {}
-    for single, part in built(planned):
+    def take_cell(single: EvaluationConfig, part: Path) -> None:
         row, countermeasure = row_name(single.protect.protection, single.protect.robust), single.protect.countermeasure
         log(f"=== {row} against {countermeasure}")
         metrics = run_part(single, part, work, accelerator=accelerator, log=log, kept_only=kept_parts_only)
@@ -101,6 +107,15 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
             missing.append(f"{row} against {countermeasure}")
         elif metrics:
             cells[(row, countermeasure)] = metrics
+
+    def wave(items: list[tuple[EvaluationConfig, Path]]) -> None:
+        for single, part in as_built(None if kept_parts_only else workers, items):
+            (take_clean if single.clean_only else take_cell)(single, part)
+
+    first, *others = config.matrix.countermeasures
+    wave([side(first)])
+    wave(column(first, sorted(rows, key=lambda row: not row[1])) + [side(cm) for cm in others])
+    wave([cell for cm in others for cell in column(cm)])
     if accelerator is not None and not accelerator.is_main_process:
         return {}
     if not cleans:

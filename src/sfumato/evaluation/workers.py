@@ -3,9 +3,9 @@
 A benchmark or a countermeasure matrix is many ordinary evaluations (*parts*) of a few cases
 each. On a small CPU, two one-thread processes do about twice the work of one two-thread process
 (sfumato-mini's layers are too small for a second thread to pay). For each wave of parts whose
-settings are known in advance (the benchmark's protections at its main intensity with the reference's
-sweep, then the best ones' sweep once the ranking is in; the matrix's clean columns, then its cells), :meth:`CaseWorkers.submit`
-queues every case of every part not yet kept as its own evaluation for the workers, part by part
+settings are known in advance (the benchmark's protections at its main intensity with the
+reference's sweep, then the best ones' sweep once the ranking is in; the matrix's first column,
+then its cells with the other clean columns, then their cells), :meth:`CaseWorkers.submit` queues every case of every part not yet kept as its own evaluation for the workers, part by part
 and case by case within a part, so that two workers rarely wait on the same case's shared stages.
 Each case is kept as a *case result* inside its part (``PART/cases/CASE/``, :mod:`.parts`) as soon as it
 is done, and a case already kept there is not run again: committed, case results carry a part that is
