@@ -635,6 +635,13 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     assert sum("[part] reused" in m for m in messages) == 4 and again["matrix"] == metrics["matrix"]
     assert {p.name for p in (tmp_path / "report" / "parts").iterdir()} == {
         "clean--none", "clean--diffpure0.5", "glaze+robust--none", "glaze+robust--diffpure0.5"}
+    # Another comparison that holds the same evaluations (as the protections benchmark holds the plain cells
+    # against none) stands in for them: nothing is built again, even without the stages.
+    messages.clear()
+    other = replace(config, name="other", matrix=replace(config.matrix, reuse=(str(tmp_path / "report"),)))
+    adopted = run_matrix(other, tmp_path / "gone", tmp_path / "other", log=messages.append, workers=_Waves())
+    assert sum("written from the equal part" in m for m in messages) == 4 and not any("running" in m for m in messages)
+    assert adopted["matrix"] == metrics["matrix"] and not (tmp_path / "gone").exists()
 
     # Where a column's clean mimic fails in every case, its cells are not run: there is nothing to protect.
     messages.clear()

@@ -120,6 +120,8 @@ class MatrixSettings:
         countermeasures (`tuple[str, ...]`): the columns (``none`` among them for ``best`` and the verdict);
             each applied by the mimic to the cloaked images and, for the clean baseline, to the originals.
         intensity (`str`): the cloaks' intensity.
+        reuse (`tuple[str, ...]`): report folders of other comparisons (the protections benchmark's) whose kept
+            parts stand in for a cell that computes the same evaluation (a plain cell against ``none``).
     """
 
     protections: tuple[str, ...] = ("glaze",)
@@ -127,6 +129,7 @@ class MatrixSettings:
     countermeasures: tuple[str, ...] = ("none", "jpeg:75", "noise:0.05", "resize:2", "upscale:0.1", "diffpure:0.2",
                                         "impress")
     intensity: str = "default"
+    reuse: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in self.protections:

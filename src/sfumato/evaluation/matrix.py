@@ -8,6 +8,9 @@ The countermeasure is applied to the originals too, so each column has its own c
 baseline, shared by every row: a countermeasure that ruins the clean mimic defeats the mimic,
 not the cloak, and is reported apart.
 
+A cell that another comparison already holds (``[matrix] reuse``: the protections benchmark's
+report, whose parts are the plain cells against ``none``) is written from that kept part, not run.
+
 Each column starts with its clean side alone (a clean-only part); the cells then run only on the
 cases where that clean mimic reached 60 %, the only cases a cell's figure counts. A countermeasure
 that ruins the clean mimic in every case costs one clean fine-tune per case and no cloaked one.
@@ -65,7 +68,7 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
     many CPU-hours before the matrix is whole. With ``workers`` (a :class:`~.workers.CaseWorkers`) three waves
     are built case by case in them: the first column's clean side; its cells with every other clean side; the
     other cells. Each part is written as soon as its cases are in."""
-    from .parts import run_part
+    from .parts import adopt_equal_part, run_part
 
     if config.matrix is None:
         raise ValueError("the config has no [matrix] table (protections, robust, countermeasures)")
@@ -109,6 +112,11 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
             cells[(row, countermeasure)] = metrics
 
     def wave(items: list[tuple[EvaluationConfig, Path]]) -> None:
+        if accelerator is None or accelerator.is_main_process:  # another report's equal parts are not built again
+            for single, part in items:
+                adopt_equal_part(single, part, config.matrix.reuse, log)
+        if accelerator is not None:
+            accelerator.wait_for_everyone()
         for single, part in as_built(None if kept_parts_only else workers, items):
             (take_clean if single.clean_only else take_cell)(single, part)
 

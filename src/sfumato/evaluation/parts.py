@@ -27,7 +27,8 @@ from .fingerprint import model_fingerprint
 from .report import write_case_entries
 from .run import Case, cases, run_evaluation
 
-__all__ = ["run_part", "part_is_kept", "mark_kept", "case_result", "one_case", "write_from_case_results"]
+__all__ = ["run_part", "part_is_kept", "mark_kept", "case_result", "one_case", "write_from_case_results",
+           "adopt_equal_part"]
 
 
 def run_part(single: EvaluationConfig, part: Path, work: Path, *, accelerator=None, log=print, kept_only: bool = False,
@@ -121,19 +122,54 @@ def write_from_case_results(single: EvaluationConfig, part: Path) -> dict | None
     """Write the part from its kept case results (the first case's figure included), or return None
     unless every case is kept. Gives the report that running the part would (the same entries,
     aggregate, seconds and hardware) without touching a stage."""
-    folders = [(case_result(part, case), case) for case in cases(single)]
-    if not all(part_is_kept(one_case(single, case), folder) for folder, case in folders):
-        return None
-    entries, stage_hardware = [], None
-    for folder, _ in folders:
-        kept = json.loads((folder / "metrics.json").read_text())
-        entry = kept["cases"][0]
-        if entry["figure"] and not entries:  # the part shows its first case, as a run of the part draws it
+    kept = []
+    for case in cases(single):
+        folder = case_result(part, case)
+        if not part_is_kept(one_case(single, case), folder):
+            return None
+        metrics = json.loads((folder / "metrics.json").read_text())
+        kept.append((folder, metrics["cases"][0], metrics["hardware"]))
+    return _write_from(single, part, kept)
+
+
+def adopt_equal_part(single: EvaluationConfig, part: Path, sources, log=print) -> bool:
+    """Write the part, unless kept, from a kept part of another comparison (``sources``: report folders) that
+    computed the same evaluation under another name, on the same cases or more; returns whether it is kept now.
+    Nothing runs: call it before building, so that no worker builds what another report holds."""
+    if part_is_kept(single, part):
+        return True
+    wanted = _computation(_part_key(single))
+    for source in sources:
+        for record in sorted(Path(source, "parts").glob("*/part.json")):
+            if _computation(json.loads(record.read_text())) != wanted:
+                continue
+            metrics = json.loads((record.parent / "metrics.json").read_text())
+            entries = {entry["case"]: entry for entry in metrics["cases"]}
+            if all(case.name in entries for case in cases(single)):
+                _write_from(single, part, [(record.parent, entries[case.name], metrics["hardware"])
+                                           for case in cases(single)])
+                log(f"[part] {part} written from the equal part {record.parent}")
+                return True
+    return False
+
+
+def _computation(key: dict) -> dict:
+    """What a part computed for each case, whatever its comparison's name and cases."""
+    key = _comparable(key)
+    return key | {"config": {k: v for k, v in key["config"].items() if k not in ("name", "cases")}}
+
+
+def _write_from(single: EvaluationConfig, part: Path, kept: list[tuple[Path, dict, dict]]) -> dict:
+    """Write the part from one kept entry per case (``kept``: the folder holding it, the entry, its stages'
+    hardware); the first case's figure is copied where its folder has it, as a run of the part draws it."""
+    part.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for k, (folder, entry, _) in enumerate(kept):
+        if k == 0 and entry["figure"] and (folder / entry["figure"]).is_file():
             shutil.copyfile(folder / entry["figure"], part / entry["figure"])
         elif entry["figure"]:
             entry = entry | {"figure": None}
         entries.append(entry)
-        stage_hardware = stage_hardware or kept["hardware"]
-    metrics = write_case_entries(single, entries, stage_hardware, part)
+    metrics = write_case_entries(single, entries, kept[0][2], part)
     mark_kept(single, part)
     return metrics
