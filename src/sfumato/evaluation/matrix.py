@@ -65,9 +65,10 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
 
     The first column (``none`` in the shipped configs) goes first and its cells next, robust rows first: they
     bound the verdict (a robust row below the bar without any countermeasure cannot reach it), so it is known
-    many CPU-hours before the matrix is whole. With ``workers`` (a :class:`~.workers.CaseWorkers`) three waves
-    are built case by case in them: the first column's clean side; its cells with every other clean side; the
-    other cells. Each part is written as soon as its cases are in."""
+    many CPU-hours before the matrix is whole; the other columns' robust cells (the verdict's rows) come before
+    their plain ones. With ``workers`` (a :class:`~.workers.CaseWorkers`) three waves are built case by case in
+    them: the first column's clean side; its cells with every other clean side; the other cells. Each part is
+    written as soon as its cases are in."""
     from .parts import adopt_equal_part, run_part
 
     if config.matrix is None:
@@ -121,9 +122,11 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
             (take_clean if single.clean_only else take_cell)(single, part)
 
     first, *others = config.matrix.countermeasures
+    robust_first = sorted(rows, key=lambda row: not row[1])
     wave([side(first)])
-    wave(column(first, sorted(rows, key=lambda row: not row[1])) + [side(cm) for cm in others])
-    wave([cell for cm in others for cell in column(cm)])
+    wave(column(first, robust_first) + [side(cm) for cm in others])
+    wave([cell for group in ([r for r in rows if r[1]], [r for r in rows if not r[1]])
+          for cm in others for cell in column(cm, group)])
     if accelerator is not None and not accelerator.is_main_process:
         return {}
     if not cleans:
