@@ -655,6 +655,27 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     assert "No column's clean mimic worked" in ruined["verdict"]
 
 
+def test_matrix_verdict_is_settled_by_the_lowest_cells_before_the_matrix_is_whole():
+    from sfumato.evaluation.matrix import _verdict
+
+    def figures(cells, columns=("none", "jpeg:75", "diffpure:0.2"), clean=(0.86, 0.80, 0.40)):
+        rows = ["glaze", "glaze+robust", "mist+robust"]
+        matrix = {row: {cm: {"protection_success": value} for cm, value in cells.get(row, {}).items()} for row in rows}
+        return {"columns": list(columns), "rows": rows, "matrix": matrix,
+                "clean": {cm: {"mimicry_success": v} for cm, v in zip(columns, clean)}}
+
+    assert "Not every cell" in _verdict(figures({"glaze+robust": {"none": 0.3}})), "mist+robust unmeasured: unknown"
+    early = _verdict(figures({"glaze+robust": {"none": 0.3}, "mist+robust": {"none": 0.2}}))
+    assert "**not reached**, before the matrix is whole" in early and "glaze+robust, at 30.0 % on none" in early
+    assert "diffpure:0.2" in early, "a countermeasure that ruins the clean mimic is named apart"
+    high = figures({"glaze+robust": {"none": 0.95}, "mist+robust": {"none": 0.2}})
+    assert "Not every cell" in _verdict(high), "a row still above the bar may keep it"
+    whole = figures({"glaze+robust": {"none": 0.95, "jpeg:75": 0.9}, "mist+robust": {"none": 0.2, "jpeg:75": 0.1}})
+    assert "glaze+robust, keeps at least 90.0 %" in _verdict(whole) and "is reached" in _verdict(whole)
+    whole["matrix"]["glaze+robust"]["jpeg:75"]["protection_success"] = 0.5
+    assert "is **not reached**." in _verdict(whole) and "before the matrix" not in _verdict(whole)
+
+
 def test_standard_error_over_cases():
     from sfumato.evaluation.benchmark import standard_error
 

@@ -188,13 +188,22 @@ def _verdict(figures: dict) -> str:
     if not fair:
         return "No column's clean mimic worked, so this run shows nothing about protection." + ruined
     robust_rows = [r for r in figures["rows"] if r.endswith("+robust")] or figures["rows"]
-    scores = {r: min(figures["matrix"][r][cm]["protection_success"] or 0.0 for cm in fair)
-              for r in robust_rows if all(cm in figures["matrix"][r] for cm in fair)}
-    if not scores:
+    measured = {r: [cm for cm in fair if cm in figures["matrix"][r]] for r in robust_rows}
+    # A row's lowest cell so far bounds it from above: a cell still to come (or a column whose clean side is still
+    # to come) can only lower the lowest. So the bar can be known missed long before the matrix is whole.
+    bounds = {r: min(figures["matrix"][r][cm]["protection_success"] or 0.0 for cm in cms) for r, cms in measured.items()
+              if cms}
+    if any(len(cms) < len(fair) for cms in measured.values()):
+        if len(bounds) == len(robust_rows) and max(bounds.values()) < ROBUST_TARGET:
+            best = max(bounds, key=bounds.get)
+            return (f"The {ROBUST_TARGET:.0%} bar is **not reached**, before the matrix is whole: every robust row is "
+                    f"already below it on the cells measured so far (the best, {best}, at "
+                    f"{_pct(bounds[best])} on {', '.join(measured[best])}), and the cells still to come can only lower "
+                    "a row's lowest." + ruined)
         return "Not every cell the verdict needs is measured yet." + ruined
-    best = max(scores, key=scores.get)
-    held = scores[best] >= ROBUST_TARGET
-    return (f"The best robust protection, {best}, keeps at least {_pct(scores[best])} protection success under every "
+    best = max(bounds, key=bounds.get)
+    held = bounds[best] >= ROBUST_TARGET
+    return (f"The best robust protection, {best}, keeps at least {_pct(bounds[best])} protection success under every "
             f"countermeasure that leaves the clean mimic working ({', '.join(fair)}): the {ROBUST_TARGET:.0%} bar is "
             f"{'reached' if held else '**not reached**'}." + ruined)
 
