@@ -203,7 +203,7 @@ def test_jpeg_output_warns(tmp_path, out_dir, tiny_vae_dir, capsys):
     assert Image.open(out_dir / "art.cloaked.jpg").format == "JPEG"
 
 
-@pytest.mark.parametrize("protection", ["glaze", "photoguard", "untargeted", "advdm", "mist", "sds", "ace", "aspl", "style-dm"])
+@pytest.mark.parametrize("protection", ["glaze", "photoguard", "untargeted", "advdm", "mist", "sds", "ace", "aspl", "udp", "style-dm"])
 def test_every_protection_cloaks_offline_on_a_tiny_pipeline(tmp_path, out_dir, tiny_pipeline_dir, protection):
     src = _save(tmp_path / "art.png", height=72, width=96)
     args = ["cloak", str(src), "--out", str(out_dir), "--model", str(tiny_pipeline_dir), "--protection", protection,

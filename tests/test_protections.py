@@ -34,8 +34,9 @@ def _inputs(parts, perceptual, seed=0, **changes):
 
 def _true_objective(name, inputs, x):
     """What the protection is after, measured with fresh draws shared by every x (common random numbers):
-    the denoising error for the untargeted attacks (AdvDM ascends it, SDS(-) descends it), else the loss."""
-    if name in ("advdm", "sds", "aspl"):
+    the denoising error for the untargeted attacks (AdvDM and ASPL ascend it, SDS(-) and UDP descend it), else the
+    loss."""
+    if name in ("advdm", "sds", "aspl", "udp"):
         d = inputs.denoiser
         context = d.embed([inputs.caption])
         errors = [denoising_error(d, inputs.encoder(x) * d.scaling_factor, context, torch.Generator().manual_seed(k),
@@ -87,7 +88,7 @@ def test_cap_and_budget_hold_after_quantisation_and_seed_repeats(parts, perceptu
 def test_denoiser_protections_refuse_a_vae_only_model(parts, perceptual):
     encoder, _ = parts
     denoising = [name for name in ALL if needs_denoiser(name)]
-    assert set(denoising) == {"advdm", "mist", "sds", "aspl", "ace", "style-dm"}
+    assert set(denoising) == {"advdm", "mist", "sds", "aspl", "udp", "ace", "style-dm"}
     for name in denoising:
         with pytest.raises(ValueError, match="denoiser"):
             cloak_image(make_artwork(64, 64), encoder, OtherArtwork(), perceptual,

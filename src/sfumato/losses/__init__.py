@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from .common import PerceptualHinge, ProtectionInputs, denoising_error, latent_distance, pattern_image
 from .diffusion import AceLoss, AdvDMLoss, MistLoss, SdsLoss, StyleDenoiserLoss
 from .encoder import GlazeLoss, PhotoGuardLoss, UntargetedLoss
-from .surrogate import AsplLoss
+from .surrogate import AsplLoss, UnlearnableLoss
 
 __all__ = ["Protection", "PROTECTIONS", "ProtectionInputs", "build_loss", "get_loss", "needs_denoiser",
-           "GlazeLoss", "PhotoGuardLoss", "UntargetedLoss", "AdvDMLoss", "AceLoss", "MistLoss", "SdsLoss", "AsplLoss", "StyleDenoiserLoss",
+           "GlazeLoss", "PhotoGuardLoss", "UntargetedLoss", "AdvDMLoss", "AceLoss", "MistLoss", "SdsLoss", "AsplLoss", "UnlearnableLoss",
+           "StyleDenoiserLoss",
            "PerceptualHinge", "denoising_error", "latent_distance", "pattern_image"]
 
 
@@ -38,6 +39,8 @@ PROTECTIONS = {
     "sds": Protection(SdsLoss, True, "SDS(-): score distillation, no UNet backward pass (fastest denoiser attack)"),
     "ace": Protection(AceLoss, True, "ACE (Mist v2): the denoiser's prediction points at a fixed pattern"),
     "aspl": Protection(AsplLoss, True, "Anti-DreamBooth ASPL: attack a surrogate mimic fine-tuned as the cloak forms"),
+    "udp": Protection(UnlearnableLoss, True,
+                      "Unlearnable (UDP): noise a surrogate mimic learns instead of the art (error-minimising)"),
     "style-dm": Protection(StyleDenoiserLoss, True,
                            "sfumato's own: Glaze's style target seen by both the encoder and the denoiser",
                            targeted=True),

@@ -9,7 +9,7 @@ import torch
 from .common import ProtectionInputs, denoising_error
 from .diffusion import _DenoiserLoss
 
-__all__ = ["AsplLoss"]
+__all__ = ["AsplLoss", "UnlearnableLoss"]
 
 class AsplLoss(_DenoiserLoss):
     """Anti-DreamBooth's alternating surrogate and perturbation learning (ASPL; Van Le et al.,
@@ -58,10 +58,31 @@ class AsplLoss(_DenoiserLoss):
         for param in self.lora:  # frozen again while δ is optimised
             param.requires_grad_(False)
 
+    #: +1: the perturbation ascends the surrogate's denoising error (ASPL); -1: it descends it (UDP).
+    direction = 1.0
+
     def forward(self, x_adv: torch.Tensor) -> torch.Tensor:
         if self.calls % self.interval == 0:
             self._fine_tune(x_adv)
         self.calls += 1
         error = denoising_error(self.surrogate, self.latents(x_adv), self.context, self.generator, self.draws,
                                 self.t_range)
-        return self.hinge(x_adv, -error)
+        return self.hinge(x_adv, -self.direction * error)
+
+
+class UnlearnableLoss(AsplLoss):
+    """Unlearnable examples for diffusion models (UDP; Zhao et al. 2023, after Huang et al.'s error-minimising
+    noise, ICLR 2021): noise the mimic learns as a shortcut, so that its fine-tune has little left to learn of
+    the artwork itself.
+
+        repeat:  θ' ← a few fine-tuning steps of the surrogate on the current x+δ
+                 δ  ← perturbation steps minimising E_{t,ε} ‖ε_θ'(z_t(E(x+δ)), t, c) − ε‖²
+
+    min_δ min_θ' of the denoising loss, the min-min stand-in for the bi-level goal (the mimic trained on x+δ
+    should do badly on x). Kept: both steps descend, alternately; t uniform. Changed: ASPL's machinery as it is
+    here (a LoRA surrogate on a copy of the UNet, trained on the image being cloaked, ``surrogate_steps`` steps
+    every ``interval`` perturbation steps; shared Adam; the hinge); EUDP's timestep schedule is not used.
+    """
+
+    name = "udp"
+    direction = -1.0
