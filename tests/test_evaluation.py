@@ -505,6 +505,12 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     for name in ("report.md", "metrics.json", "frontier.png", "grid.png"):
         assert (tmp_path / "report" / name).is_file(), name
     assert "| sds | 8 |" in (tmp_path / "report" / "report.md").read_text()
+    from sfumato.evaluation.report import ATTACK_WORKS
+
+    assert metrics["no_cloak_protection_success"] == pytest.approx(1 - metrics["clean_mimicry"]) or \
+        metrics["clean_mimicry"] < ATTACK_WORKS
+    assert entry["mimicry_drop"] is None or entry["mimicry_drop"] == pytest.approx(
+        entry["protection_success"] - metrics["no_cloak_protection_success"])
     assert "standard error of the mean over the cases" in (tmp_path / "report" / "report.md").read_text()
     from sfumato.evaluation.benchmark import benchmark_headline
 
@@ -677,11 +683,42 @@ def test_matrix_verdict_is_settled_by_the_lowest_cells_before_the_matrix_is_whol
 
 
 def test_standard_error_over_cases():
-    from sfumato.evaluation.benchmark import standard_error
+    from sfumato.evaluation.metrics import standard_error
 
     assert standard_error([0.5]) is None
     assert standard_error([0.2, 0.4]) == pytest.approx(0.1)  # sd 0.1414 / √2
     assert standard_error([0.3, 0.3, 0.3]) == 0
+
+
+def test_a_protection_is_measured_against_no_cloak():
+    """Protection success counts the clean mimic's own misses; the report sets it beside what no cloak gives and
+    states each protection's paired mimicry drop (clean share minus cloaked share, case by case)."""
+    from sfumato.evaluation.benchmark import _figures
+    from sfumato.evaluation.benchmark_report import _markdown, benchmark_headline
+
+    def case(name, clean, cloaked):
+        return {"case": name, "stage_seconds": {"protect": 16.0},
+                "scores": {"mimicry_success": {"clean": clean, "cloaked": cloaked}, "protection_success": 1 - cloaked,
+                           "cloaked": {"judged": {}}}}
+
+    visibility = {"psnr_db": 33.0, "ssim": 0.9, "perceptual_distance": 0.8, "linf_levels": 8}
+    run = {"cases": [case("a", 0.8, 0.7), case("b", 1.0, 0.8), case("c", 0.5, 0.1)],
+           "aggregate": {"visibility": visibility}}
+    f = _figures(run, images=16, targeted=False)
+    assert f["protection_success"] == pytest.approx(0.25), "over the cases whose clean mimic worked (a and b)"
+    assert f["mimicry_drop"] == pytest.approx(0.15) and f["mimicry_drop_se"] == pytest.approx(0.05)
+    metrics = {"name": "t", "cases": ["a", "b", "c"], "clean_mimicry": 0.766, "clean_mimicry_per_case": {},
+               "attack_works_at": 0.6, "protections": {"glaze": {"intensities": {"8": f | {
+                   "seconds_per_image": None, "peak_rss_mb": None, "judged_as_target": None}}}},
+               "no_cloak_protection_success": 0.1, "no_cloak_protection_success_se": 0.1, "missing": [],
+               "speed_measured_by": None, "hardware": {}, "verdict": "",
+               "config": {"lora": {"rank": 4, "steps": 2, "learning_rate": 1e-3}, "images": 16,
+                          "generate": {"images_per_prompt": 4, "steps": 2, "guidance": 7.0}}}
+    assert "Without a cloak the same measure gives 10.0 %" in benchmark_headline(metrics)
+    text = _markdown(metrics)
+    assert "**Without a cloak** the same measure gives 10.0 % ± 10.0" in text and "| +15.0 ± 5.0 |" in text
+    del metrics["no_cloak_protection_success"]
+    assert "Without a cloak" not in benchmark_headline(metrics), "older reports lack it; no figure is made up"
 
 
 def test_the_committed_benchmark_parts_match_the_shipped_config():

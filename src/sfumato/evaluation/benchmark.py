@@ -14,26 +14,18 @@ is written by :mod:`.benchmark_report`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
 
 from ..losses import PROTECTIONS
 from .benchmark_report import benchmark_headline, levels_key, write_benchmark_report
 from .config import EvaluationConfig
+from .metrics import standard_error
 from .parts import part_is_kept, run_part
 from .report import ATTACK_WORKS
 from .workers import as_built
 
 __all__ = ["run_benchmark", "run_part", "part_is_kept", "standard_error", "write_benchmark_report", "benchmark_headline"]
-
-
-def standard_error(values: list[float]) -> float | None:
-    """The standard error of the mean over cases (sample standard deviation / √n); None below two values."""
-    if len(values) < 2:
-        return None
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
 
 
 def _figures(metrics: dict, images: int, targeted: bool) -> dict:
@@ -48,6 +40,9 @@ def _figures(metrics: dict, images: int, targeted: bool) -> dict:
         "protection_success": mean([c["scores"]["protection_success"] for c in worked]),
         "protection_success_se": standard_error([c["scores"]["protection_success"] for c in worked]),
         "protection_success_all_cases": mean([c["scores"]["protection_success"] for c in cases]),
+        # What the cloak itself did, case by case: the clean mimic's share minus the cloaked one's (a zero cloak: 0).
+        "mimicry_drop": mean(drops := [_drop(c) for c in worked]),
+        "mimicry_drop_se": standard_error(drops),
         "cases_where_attack_worked": len(worked),
         "mimicry_cloaked": mean([c["scores"]["mimicry_success"]["cloaked"] for c in cases]),
         "judged_as_target": mean(target),
@@ -56,6 +51,12 @@ def _figures(metrics: dict, images: int, targeted: bool) -> dict:
         "seconds_per_image_in_run": mean([c["stage_seconds"]["protect"] / images for c in cases]),
         "per_case": {c["case"]: c["scores"]["protection_success"] for c in cases},
     }
+
+
+def _drop(case: dict) -> float:
+    """The clean mimic's share of the artist's style minus the cloaked mimic's, in one case."""
+    shares = case["scores"]["mimicry_success"]
+    return shares["clean"] - shares["cloaked"]
 
 
 def _single(config: EvaluationConfig, protection: str, intensity: str) -> EvaluationConfig:

@@ -13,6 +13,7 @@ import torch
 
 from .config import EvaluationConfig
 from .contract import hardware_words, versions
+from .metrics import standard_error
 from ..config import resolve_config
 from .report import ATTACK_WORKS, _palette
 from .run import case_folders, cases
@@ -49,6 +50,7 @@ def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, 
     any_run = next(iter(runs.values()))
     cases = [c["case"] for c in any_run["cases"]]
     clean = {c["case"]: c["scores"]["mimicry_success"]["clean"] for c in any_run["cases"]}
+    misses = [1 - share for share in clean.values() if share >= ATTACK_WORKS]
     speed = _speed()
     for protection, by_level in figures.items():
         for entry in by_level.values():
@@ -57,20 +59,24 @@ def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, 
             entry["peak_rss_mb"] = row.get("peak_rss_mb")
     metrics = {"name": config.name, "cases": cases, "clean_mimicry": sum(clean.values()) / len(clean),
                "clean_mimicry_per_case": clean, "attack_works_at": ATTACK_WORKS, "missing": list(missing),
+               # A zero cloak leaves the cloaked mimic the clean one (same images, same seeds): this measure's floor.
+               "no_cloak_protection_success": sum(misses) / len(misses) if misses else None,
+               "no_cloak_protection_success_se": standard_error(misses),
                "protections": {p: {"intensities": by_level} for p, by_level in figures.items()},
                "speed_measured_by": None if not speed else {"script": "benchmarks/bench_cloak.py",
                                                             "hardware": next(iter(speed.values()))["hardware"]},
                "config": config.to_dict(), "hardware": any_run["hardware"], "versions": versions()}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
-    frontier_figure(figures, out / "frontier.png")
+    frontier_figure(figures, out / "frontier.png", no_cloak=metrics["no_cloak_protection_success"])
     grid_figure(runs, config, out / "parts", out / "grid.png")
     metrics["verdict"] = goal_verdict(metrics)
     (out / "report.md").write_text(_markdown(metrics))
     return metrics
 
 
-def frontier_figure(figures: dict, path: Path) -> None:
-    """Protection success against PSNR, SSIM and perceptual distance: one line per protection over intensities."""
+def frontier_figure(figures: dict, path: Path, *, no_cloak: float | None = None) -> None:
+    """Protection success against PSNR, SSIM and perceptual distance: one line per protection over intensities;
+    dashed, the 90 % goal and (``no_cloak``) what the same measure gives without any cloak."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,6 +95,11 @@ def frontier_figure(figures: dict, path: Path) -> None:
     for ax, (_, label) in zip(axes, axes_keys):
         ax.set_xlabel(label)
         ax.axhline(90, color="grey", lw=0.6, ls="--")
+        if no_cloak is not None:
+            ax.axhline(100 * no_cloak, color="black", lw=0.6, ls=":")
+    if no_cloak is not None:
+        axes[0].annotate("no cloak", (0, 100 * no_cloak), xycoords=("axes fraction", "data"), fontsize=6,
+                         xytext=(2, 2), textcoords="offset points")
     axes[0].set_ylabel("protection success (%)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
@@ -174,8 +185,21 @@ def benchmark_headline(metrics: dict) -> str:
     return (f"protection success at ±8 levels over the {worked} of {len(metrics['cases'])} case(s) where the clean "
             f"mimic worked: " + ", ".join(f"{name} {_pct(f['protection_success'])} (PSNR {f['psnr_db']:.1f} dB)"
                                          for name, f in rows) + "."
-            + f" {goal_verdict(metrics)}"
+            + _no_cloak_words(metrics) + f" {goal_verdict(metrics)}"
             + (f" Not measured yet: {'; '.join(missing)}." if missing else ""))
+
+
+def _no_cloak_words(metrics: dict) -> str:
+    """' Without a cloak the same measure gives X %.' (the clean mimic's own misses), where the report has it."""
+    floor = metrics.get("no_cloak_protection_success")
+    return "" if floor is None else f" Without a cloak the same measure gives {_pct(floor)} (the clean mimic's misses)."
+
+
+def _signed_points(value, se) -> str:
+    """A mimicry drop in points, signed, with its standard error: '+11.6 ± 12.0'."""
+    if value is None:
+        return "n/a"
+    return f"{100 * value:+.1f}" + ("" if se is None else f" ± {100 * se:.1f}")
 
 
 def _binomial_points(images: int) -> int:
@@ -199,10 +223,18 @@ def _markdown(metrics: dict) -> str:
              f"guidance {gen['guidance']}. Protection success = 1 − the share of the cloaked mimic's images judged "
              f"the artist's style, averaged over the cases whose clean mimic reached "
              f"{100 * metrics['attack_works_at']:.0f} %.", "",
-             f"**Verdict**: {goal_verdict(metrics)}", "",
-             "| protection | ±levels | protection success | over all cases | judged as target | PSNR (dB) | SSIM | "
-             "perceptual distance | s / image (128 px) | peak RSS (MB) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"**Verdict**: {goal_verdict(metrics)}", ""]
+    floor = metrics.get("no_cloak_protection_success")
+    if floor is not None:
+        se = metrics.get("no_cloak_protection_success_se")
+        lines += [f"**Without a cloak** the same measure gives {_pct(floor)}"
+                  f"{'' if se is None else f' ± {100 * se:.1f}'}: a zero cloak leaves the cloaked mimic the clean one "
+                  "(same images, same seeds), whose misses count as protection. What a protection itself does is its "
+                  "*mimicry drop*, the clean mimic's share minus the cloaked mimic's, case by case (in points; 0 for "
+                  "no cloak, negative where the cloaked mimic did better).", ""]
+    lines += ["| protection | ±levels | protection success | mimicry drop (points) | over all cases | judged as target | "
+              "PSNR (dB) | SSIM | perceptual distance | s / image (128 px) | peak RSS (MB) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = ["", "± is the standard error of the mean over the cases (their spread, sample standard deviation / √n); "
              f"each case's share also has a sampling error of about {_binomial_points(gen['images_per_prompt'])} points "
              f"near 50 % ({gen['images_per_prompt']} images). Two protections whose means differ by less than about "
@@ -211,7 +243,9 @@ def _markdown(metrics: dict) -> str:
         for level, f in sorted(entry["intensities"].items(), key=lambda kv: float(kv[0])):
             se = f.get("protection_success_se")
             lines.append(f"| {protection} | {level} | {_pct(f['protection_success'])}"
-                         f"{'' if se is None else f' ± {100 * se:.1f}'} ({f['cases_where_attack_worked']} cases) | {_pct(f['protection_success_all_cases'])} | "
+                         f"{'' if se is None else f' ± {100 * se:.1f}'} ({f['cases_where_attack_worked']} cases) | "
+                         f"{_signed_points(f.get('mimicry_drop'), f.get('mimicry_drop_se'))} | "
+                         f"{_pct(f['protection_success_all_cases'])} | "
                          f"{_pct(f['judged_as_target'])} | {f['psnr_db']:.1f} | {f['ssim']:.3f} | "
                          f"{f['perceptual_distance']:.3f} | {f['seconds_per_image'] or 'n/a'} | "
                          f"{f['peak_rss_mb'] or 'n/a'} |")

@@ -5,17 +5,19 @@
   here on EfficientNet-Lite0's pooled features, the judge's trunk).
 - :func:`visibility`: how visible the cloaks are (perceptual distance, PSNR, SSIM, L∞).
 - :func:`clip_style_shares`: a CLIP zero-shot style score, where a CLIP model is at hand.
+- :func:`standard_error`: the standard error of a mean over cases.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import torch
 
 from ..quality import linf_255, psnr, ssim
 
-__all__ = ["judged_shares", "frechet_distance", "visibility", "clip_style_shares", "summary"]
+__all__ = ["judged_shares", "frechet_distance", "visibility", "clip_style_shares", "summary", "standard_error"]
 
 
 def judged_shares(probabilities: torch.Tensor, styles: dict[str, int]) -> dict[str, float]:
@@ -72,3 +74,11 @@ def clip_style_shares(images: torch.Tensor, clip_model: str, labels: list[str], 
 def summary(values: list[float]) -> dict[str, float]:
     """Mean, min and max of per-image figures."""
     return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+
+
+def standard_error(values: list[float]) -> float | None:
+    """The standard error of the mean over cases (sample standard deviation / √n); None below two values."""
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
