@@ -628,7 +628,11 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     assert record["countermeasure"] == "diffpure:0.5" and (cleaned - art).abs().mean() > 0.01
     assert metrics["rows"] == ["glaze+robust"] and metrics["columns"] == ["none", "diffpure:0.5"]
     cell = metrics["matrix"]["glaze+robust"]["diffpure:0.5"]
-    assert set(cell) >= {"protection_success", "cases_where_attack_worked", "per_case", "psnr_db"}
+    assert set(cell) >= {"protection_success", "cases_where_attack_worked", "per_case", "psnr_db", "mimicry_drop"}
+    column = metrics["clean"]["diffpure:0.5"]
+    assert cell["mimicry_drop"] == pytest.approx(cell["protection_success"] - column["no_cloak_protection_success"]), \
+        "the drop is measured against the same column's clean mimic, case by case"
+    assert "| no cloak |" in (tmp_path / "report" / "report.md").read_text()
     assert 0 <= metrics["clean"]["diffpure:0.5"]["mimicry_success"] <= 1
     best = metrics["matrix"]["glaze+robust"]["best"]
     assert set(best["chosen"].values()) <= {"none", "diffpure:0.5"}

@@ -16,7 +16,9 @@ cases where that clean mimic reached 60 %, the only cases a cell's figure counts
 that ruins the clean mimic in every case costs one clean fine-tune per case and no cloaked one.
 
 Figures: per cell, protection success over the cases where that column's clean mimic reached
-60 %; per column, the clean mimic's success; per row, ``best``: in each case the
+60 %, and the mimicry drop (that clean mimic's share minus the cloaked mimic's, case by case:
+what the cloak itself did, since the clean mimic's own misses count as protection too); per
+column, the clean mimic's success and what a zero cloak would score; per row, ``best``: in each case the
 countermeasure that gives the cloaked mimic its highest success, as an adaptive attacker
 would choose it, among those that leave the attacker's clean mimic working in that case.
 """
@@ -152,7 +154,9 @@ def matrix_figures(config: EvaluationConfig, cleans: dict, cells: dict) -> dict:
     for cm in columns:
         per_case = _per_case(cleans[cm], "clean")
         clean[cm] = {"mimicry_success": _mean(per_case.values()), "per_case": per_case,
-                     "cases_where_attack_worked": sum(v >= ATTACK_WORKS for v in per_case.values())}
+                     "cases_where_attack_worked": sum(v >= ATTACK_WORKS for v in per_case.values()),
+                     # A zero cloak leaves the cloaked mimic the clean one: every cell's floor in this column.
+                     "no_cloak_protection_success": _mean(1 - v for v in per_case.values() if v >= ATTACK_WORKS)}
     matrix = {}
     for row in rows:
         matrix[row] = {}
@@ -165,6 +169,7 @@ def matrix_figures(config: EvaluationConfig, cleans: dict, cells: dict) -> dict:
                 continue
             cloaked = _per_case(cells[(row, cm)], "cloaked")
             matrix[row][cm] = {"protection_success": _mean(1 - cloaked[c] for c in worked),
+                               "mimicry_drop": _mean(clean[cm]["per_case"][c] - cloaked[c] for c in worked),
                                "cases_where_attack_worked": len(worked), "mimicry_cloaked": _mean(cloaked.values()),
                                "per_case": {c: 1 - v for c, v in cloaked.items()},
                                "psnr_db": cells[(row, cm)]["aggregate"]["visibility"]["psnr_db"]}
@@ -225,13 +230,17 @@ def write_matrix_report(config: EvaluationConfig, cleans: dict, cells: dict, out
     lines = [f"# Countermeasures: {config.name}", "",
              "Each cell: protection success (cloaked-mimic images not judged the artist's style) over the cases "
              f"whose clean mimic, under the same countermeasure, reached {ATTACK_WORKS:.0%}. `best`: per case, the "
-             "countermeasure that helped the cloaked mimic most.", "",
+             "countermeasure that helped the cloaked mimic most. In brackets, the cell's mimicry drop in points: the "
+             "column's clean mimic's share minus the cloaked mimic's, case by case (0 for no cloak). `no cloak`: what a "
+             "zero cloak scores in that column (the clean mimic's own misses).", "",
              f"- Cases: {', '.join(metrics['cases'])}; intensity `{config.matrix.intensity}`; "
              f"{config.generate.images_per_prompt} images per prompt.",
              f"- Hardware: {hardware_words(any_part['hardware'])}; compute {metrics['compute_seconds'] / 60:.1f} min over all cells.",
              "", "| | " + " | ".join(f"`{c}`" for c in columns) + " |", "|---" * (len(columns) + 1) + "|",
              "| clean mimic | " + " | ".join(_pct(figures["clean"][c]["mimicry_success"]) if c in figures["clean"]
-                                             else "" for c in columns) + " |"]
+                                             else "" for c in columns) + " |",
+             "| no cloak | " + " | ".join(_pct(figures["clean"][c]["no_cloak_protection_success"]) if c in figures["clean"]
+                                          else "" for c in columns) + " |"]
     for row in figures["rows"]:
         lines.append(f"| {row} | " + " | ".join(_cell_text(figures["matrix"][row].get(c)) for c in columns) + " |")
     lines += ["", f"**Verdict**: {metrics['verdict']}", "", "![matrix](matrix.png)", ""]
@@ -244,7 +253,10 @@ def write_matrix_report(config: EvaluationConfig, cleans: dict, cells: dict, out
 def _cell_text(cell: dict | None) -> str:
     if cell is None:
         return "not measured"
-    return "no clean mimic to stop" if cell["cases_where_attack_worked"] == 0 else _pct(cell["protection_success"])
+    if cell["cases_where_attack_worked"] == 0:
+        return "no clean mimic to stop"
+    drop = cell.get("mimicry_drop")  # best has none: its countermeasure differs from case to case
+    return _pct(cell["protection_success"]) + ("" if drop is None else f" ({100 * drop:+.1f})")
 
 
 def _draw(figures: dict, path: Path) -> None:
