@@ -645,6 +645,28 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     assert sum("[part] reused" in m for m in messages) == 4 and again["matrix"] == metrics["matrix"]
     assert {p.name for p in (tmp_path / "report" / "parts").iterdir()} == {
         "clean--none", "clean--diffpure0.5", "glaze+robust--none", "glaze+robust--diffpure0.5"}
+    # On a new machine (no stage folders) a cell builds its protected side alone: it reads its column's clean
+    # side from the kept clean-only part, and its figures are the ones building that side again gave.
+    import shutil
+
+    from sfumato.evaluation.matrix import _cell
+    from sfumato.evaluation.parts import kept_clean_entries
+
+    shutil.rmtree(tmp_path / "report" / "parts" / "glaze+robust--diffpure0.5")
+    messages.clear()
+    rebuilt = run_matrix(config, tmp_path / "new-machine", tmp_path / "report", log=messages.append)
+    built = [m.split("]")[0] + "]" for m in messages if " running" in m]
+    assert "[finetune-cloaked]" in built and "[countermeasure]" in built
+    assert not {"[finetune-clean]", "[generate-base]", "[countermeasure-clean]", "[generate-clean]"} & set(built)
+    assert rebuilt["matrix"] == metrics["matrix"] and rebuilt["clean"] == metrics["clean"]
+    cell_config = replace(_cell(config, "glaze", True, "diffpure:0.5"),
+                          clean_from=str(tmp_path / "report" / "parts" / "clean--diffpure0.5"))
+    assert set(kept_clean_entries(cell_config)) == {"artist02-seed0"}
+    assert kept_clean_entries(replace(cell_config, lora=replace(cell_config.lora, steps=99))) == {}, \
+        "a clean side kept under other settings does not stand in"
+    assert kept_clean_entries(replace(cell_config, protect=replace(cell_config.protect, countermeasure="none"))) == {}
+    with pytest.raises(ValueError, match="clean_from"):
+        replace(cell_config, clean_only=True)
     # Another comparison that holds the same evaluations (as the protections benchmark holds the plain cells
     # against none) stands in for them: nothing is built again, even without the stages.
     messages.clear()

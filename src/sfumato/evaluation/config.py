@@ -237,6 +237,11 @@ class EvaluationConfig:
             x4 upscaler) for the ``upscale:S`` countermeasure; without one the model's own img2img stands in.
         clean_only (`bool`): run the clean side only (base and clean-LoRA samples, mimicry figures, no
             cloak); the protected side can follow in the same work folder and reuses those stages.
+        clean_from (`str`, *optional*): the report folder of a kept clean-only evaluation (a comparison's
+            clean side, with its case results): a protected run takes each case's clean and base figures from
+            it, where it keeps that case under the same settings, and builds only the protected side. The
+            figures are the ones building the clean side again would give (it is deterministic); it saves a
+            clean fine-tune per case on a machine whose work folder is new.
     """
 
     name: str = "evaluation"
@@ -252,6 +257,7 @@ class EvaluationConfig:
     clip_model: str | None = None
     clip_labels: tuple[str, ...] = ("a painting in the style of {artist}", "a painting", "a photograph")
     clean_only: bool = False
+    clean_from: str | None = None
     protect: ProtectSettings = field(default_factory=ProtectSettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
@@ -272,6 +278,8 @@ class EvaluationConfig:
                              f"got {list(self.victims)}")
         if self.images < 1 or not self.seeds:
             raise ValueError("images must be >= 1 and seeds not empty")
+        if self.clean_only and self.clean_from is not None:
+            raise ValueError("clean_from gives a protected run its clean side; a clean-only run builds it")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -8,6 +8,9 @@ The countermeasure is applied to the originals too, so each column has its own c
 baseline, shared by every row: a countermeasure that ruins the clean mimic defeats the mimic,
 not the cloak, and is reported apart.
 
+A cell reads its column's clean side from that kept clean-only part (``clean_from``), so on a new
+machine it builds only its protected side, not the clean fine-tune again.
+
 A cell that another comparison already holds (``[matrix] reuse``: the protections benchmark's
 report, whose parts are the plain cells against ``none``) is written from that kept part, not run.
 
@@ -87,7 +90,8 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
 
     def column(countermeasure: str, order=rows) -> list[tuple[EvaluationConfig, Path]]:
         """A column's cells, on the cases where its clean mimic worked (none until its clean side is in)."""
-        return [(replace(_cell(config, p, r, countermeasure), cases=worked[countermeasure]),
+        return [(replace(_cell(config, p, r, countermeasure), cases=worked[countermeasure],
+                         clean_from=str(side(countermeasure)[1])),
                  parts / f"{row_name(p, r)}--{folder(countermeasure)}")
                 for p, r in order if worked.get(countermeasure)]
 

@@ -11,6 +11,10 @@ A part's cases may finish in different sessions. Built by workers (``--jobs``), 
 is kept in the same way as a *case result* in ``PART/cases/CASE/`` (its ``metrics.json``,
 ``report.md`` and ``part.json``; the part's first case also its figure), so a part whose
 cases were all kept, in whatever sessions, is written from them without its stages.
+
+A protected evaluation can take its clean side from a kept clean-only part (``clean_from``,
+:func:`kept_clean_entries`): a matrix's cells read their column's clean side, so a new machine
+builds only the cells' protected sides.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from .report import write_case_entries
 from .run import Case, cases, run_evaluation
 
 __all__ = ["run_part", "part_is_kept", "mark_kept", "case_result", "one_case", "write_from_case_results",
-           "adopt_equal_part"]
+           "adopt_equal_part", "kept_clean_entries"]
 
 
 def run_part(single: EvaluationConfig, part: Path, work: Path, *, accelerator=None, log=print, kept_only: bool = False,
@@ -53,7 +57,8 @@ def run_part(single: EvaluationConfig, part: Path, work: Path, *, accelerator=No
     if kept_only:
         log(f"[part] missing {part}")
         return None
-    metrics = run_evaluation(single, work, part, accelerator=accelerator, log=log, case_figures=1)
+    metrics = run_evaluation(single, work, part, accelerator=accelerator, log=log, case_figures=1,
+                             clean_kept=kept_clean_entries(single))
     if metrics:
         if grid:
             grid_rows(single, work, part)
@@ -95,6 +100,7 @@ def _comparable(key: dict) -> dict:
     (a setting added to it later must not retire parts that never trained such a judge), and settings added
     later while they keep their old behaviour (:data:`_ADDED_LATER`)."""
     config = dict(key["config"])
+    config.pop("clean_from", None)  # where the clean figures were read from does not change them
     if config.get("art") is None:
         config.pop("art_judge", None)
     for path, old in _ADDED_LATER.items():
@@ -151,6 +157,33 @@ def adopt_equal_part(single: EvaluationConfig, part: Path, sources, log=print) -
                 log(f"[part] {part} written from the equal part {record.parent}")
                 return True
     return False
+
+
+def kept_clean_entries(single: EvaluationConfig) -> dict[str, dict]:
+    """Each case's clean side kept in ``single.clean_from`` (case name -> its metrics entry), for the cases
+    kept there, as a case result or in the whole part, under the settings of ``single``'s clean side."""
+    if single.clean_from is None or single.clean_only:
+        return {}
+    wanted = _clean_computation(_part_key(replace(single, clean_only=True, clean_from=None)))
+    source, found = Path(single.clean_from), {}
+    for case in cases(single):
+        for folder in (case_result(source, case), source):
+            record, metrics = folder / "part.json", folder / "metrics.json"
+            if not (record.is_file() and metrics.is_file()
+                    and _clean_computation(json.loads(record.read_text())) == wanted):
+                continue
+            entries = {entry["case"]: entry for entry in json.loads(metrics.read_text())["cases"]}
+            if case.name in entries:
+                found[case.name] = entries[case.name]
+                break
+    return found
+
+
+def _clean_computation(key: dict) -> dict:
+    """What a clean-only part computed for each case: the cloak's settings never enter it, the countermeasure does."""
+    key = _computation(key)
+    protect = key["config"]["protect"]
+    return key | {"config": key["config"] | {"protect": {"countermeasure": protect.get("countermeasure", "none")}}}
 
 
 def _computation(key: dict) -> dict:

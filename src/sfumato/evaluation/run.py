@@ -11,6 +11,9 @@ A *case* is one artist with one seed. Its stages live in ``WORK/<case>/<stage>/`
 the mimic never sees (:mod:`sfumato.evaluation.art_judge`); the built-in victims use the
 shipped 26-style judge. A clean-only run (``EvaluationConfig.clean_only``) leaves out the
 upper branch; the protected side can follow later in the same ``WORK`` and reuses the rest.
+A case whose clean side is kept elsewhere (``clean_kept``: a comparison's clean-only part,
+``EvaluationConfig.clean_from``) runs the upper branch alone and scores it into
+``score-kept-clean``, taking the base and clean figures from what is kept.
 
 Under ``accelerate launch`` the fine-tunes run on every process; the other stages
 run on the main process while the others wait.
@@ -119,7 +122,8 @@ def case_folders(config: EvaluationConfig, work: str | Path, case: Case) -> dict
     sfx, cm_sfx, cm = _suffixes(config)
     folder = Path(work) / case.name
     folders = {"art": folder / "art", "judge": folder / "judge", "protect": folder / f"protect{sfx}",
-               "score": folder / (f"score-clean{cm}" if config.clean_only else f"score{cm_sfx}")}
+               "score": folder / (f"score-clean{cm}" if config.clean_only else f"score{cm_sfx}"),
+               "score-kept-clean": folder / f"score-kept-clean{cm_sfx}"}
     if config.protect.countermeasure != "none":
         folders["countermeasure"] = folder / f"countermeasure{cm_sfx}"
         folders["countermeasure-clean"] = folder / f"countermeasure-clean{cm}"
@@ -200,11 +204,13 @@ def _setup(config: EvaluationConfig, work: Path, accelerator, log) -> _Setup:
 
 
 def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str | Path | None = None, *,
-                   accelerator=None, log=print, case_figures: int | None = None, charts: bool = True) -> dict:
+                   accelerator=None, log=print, case_figures: int | None = None, charts: bool = True,
+                   clean_kept: dict | None = None) -> dict:
     """Run (or resume) every stage of every case, then write the report; returns ``metrics.json``'s content.
 
     ``case_figures``: draw the side-by-side figure of the first cases only (None: every case);
-    ``charts=False``: no bar chart.
+    ``charts=False``: no bar chart; ``clean_kept``: case name -> that case's kept clean-side entry
+    (:func:`~.parts.kept_clean_entries`), whose base and clean figures stand for building them.
     """
     from .report import write_report
 
@@ -214,17 +220,21 @@ def run_evaluation(config: EvaluationConfig, work: str | Path, report_dir: str |
     report_dir = Path(report_dir) if report_dir is not None else work / "report"
     setup = _setup(config, work, accelerator, log)
     started = time.perf_counter()
-    results = [_run_case(setup, case, log) for case in cases(config)]
+    results = [_run_case(setup, case, log, (clean_kept or {}).get(case.name)) for case in cases(config)]
     if accelerator is not None and not accelerator.is_main_process:
         return {}
     log(f"== report -> {report_dir} ({time.perf_counter() - started:.0f} s this run)")
     return write_report(config, results, report_dir, case_figures, charts=charts)
 
 
-def _run_case(s: _Setup, case: Case, log) -> dict:
-    """Every stage of one case, in order; returns what the report needs of it."""
+def _run_case(s: _Setup, case: Case, log, kept: dict | None = None) -> dict:
+    """Every stage of one case, in order; returns what the report needs of it (``kept``: the case's clean side,
+    kept elsewhere: only the protected side runs)."""
     config, run = s.config, s.run
     f = case_folders(config, s.work, case)
+    kept = None if config.clean_only else kept
+    if kept is not None:
+        f["score"] = f["score-kept-clean"]
     log(f"== {case.name}")
     held = {} if config.art is None else {"held_out": config.art_judge.held_out, "judge_art": config.art_judge.judge_art}
     art = run("art", f["art"], {"victim": case.victim, "art": config.art, "artist": case.artist,
@@ -236,9 +246,12 @@ def _run_case(s: _Setup, case: Case, log) -> dict:
         judge, judged = _art_judge(s, case, f, art)
         artist_class = ARTIST
     protect, cloaked = (None, None) if config.clean_only else _protected_set(s, case, f, art)
-    clean = _cleaned(s, case, "countermeasure-clean", f, (f["art"], art))  # the mimic cleans every image it scrapes
-    tuned = _finetunes(s, case, f, {"clean": clean, **({"cloaked": cloaked} if cloaked else {})})
-    generated = _samples(s, case, f, tuned)
+    if kept is None:
+        clean = _cleaned(s, case, "countermeasure-clean", f, (f["art"], art))  # the mimic cleans all it scrapes
+        tuned = _finetunes(s, case, f, {"clean": clean, **({"cloaked": cloaked} if cloaked else {})})
+    else:
+        tuned = _finetunes(s, case, f, {"cloaked": cloaked})
+    generated = _samples(s, case, f, tuned, base=kept is None)
     real = (load_images(read_manifest(victim_corpus(s.corpus, case.victim), "victim")).float() / 255
             if case.victim is not None else image_set(f["art"])[0])
     clip = None
@@ -247,6 +260,8 @@ def _run_case(s: _Setup, case: Case, log) -> dict:
                 "index": 0}
     score_key = {"victim": case.victim, "clip": clip, "judge": s.judge_version,
                  "perceptual": type(s.perceptual).__name__} | ({"clean_only": True} if config.clean_only else {})
+    if kept is not None:
+        score_key["clean_kept"] = {k: v for k, v in kept["scores"].items() if k in ("base", "clean", "mimicry_success")}
     score = run("score", f["score"], score_key,
                 lambda out: stage_score(out, art_folder=f["art"], protect_folder=None if protect is None else f["protect"],
                                         generated={k: f[f"generate-{k}"] for k in generated},
@@ -256,10 +271,19 @@ def _run_case(s: _Setup, case: Case, log) -> dict:
     stages = {"art": art, **({"judge": judged[0]} if judged else {}), **({} if protect is None else {"protect": protect}),
               **{f"finetune-{k}": v for k, v in tuned.items()}, **{f"generate-{k}": v for k, v in generated.items()},
               "score": score}
+    scores = score["scores"] if kept is None else _with_kept_clean(score["scores"], kept["scores"])
     return {"case": case, "folder": s.work / case.name, "stage_folders": {k: f[k] for k in stages},
-            "scores": score["scores"], "art_judge": judged[0]["rates"] if judged else None,
+            "scores": scores, "art_judge": judged[0]["rates"] if judged else None,
             "seconds": {k: v["seconds"] for k, v in stages.items()},
             "reused": all(v.get("reused") for v in stages.values())}
+
+
+def _with_kept_clean(scores: dict, kept: dict) -> dict:
+    """A protected side's scores with the base and clean figures of its kept clean side."""
+    merged = {"base": kept["base"], "clean": kept["clean"]} | scores
+    if "mimicry_success" in scores:
+        merged["mimicry_success"] = {k: kept["mimicry_success"][k] for k in ("base", "clean")} | scores["mimicry_success"]
+    return merged
 
 
 def _protected_set(s: _Setup, case: Case, f: dict, art: dict) -> tuple[dict, tuple[Path, dict]]:
@@ -303,13 +327,13 @@ def _finetunes(s: _Setup, case: Case, f: dict, sources: dict) -> dict:
     return tuned
 
 
-def _samples(s: _Setup, case: Case, f: dict, tuned: dict) -> dict:
-    """The base model's samples and each LoRA's, with the same prompts and seeds."""
+def _samples(s: _Setup, case: Case, f: dict, tuned: dict, base: bool = True) -> dict:
+    """The base model's samples (``base``) and each LoRA's, with the same prompts and seeds."""
     config = s.config
     prompts = [p.format(artist=case.artist) for p in config.generate.prompts]
     sampling = {"model": s.weights, "prompts": prompts, **asdict(config.generate), "seed": case.seed}
     generated = {}
-    for name in ("base", *tuned):
+    for name in (*(["base"] if base else []), *tuned):
         lora_folder = None if name == "base" else f[f"finetune-{name}"]
         generated[name] = s.run(f"generate-{name}", f[f"generate-{name}"], sampling,
                                 lambda out, lora_folder=lora_folder: stage_generate(

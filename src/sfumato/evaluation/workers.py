@@ -23,7 +23,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from .config import EvaluationConfig
-from .parts import case_result, mark_kept, one_case, part_is_kept
+from .parts import case_result, kept_clean_entries, mark_kept, one_case, part_is_kept
 from .run import cases, run_evaluation
 
 __all__ = ["CaseWorkers", "as_built"]
@@ -85,5 +85,6 @@ def _case_job(config: EvaluationConfig, work: Path, folder: Path, figure: bool, 
 
     torch.set_num_threads(1)
     log = (lambda message: print(f"({label}) {message}", file=sys.stderr, flush=True)) if label else (lambda m: None)
-    run_evaluation(config, work, folder, log=log, case_figures=int(figure), charts=False)
+    run_evaluation(config, work, folder, log=log, case_figures=int(figure), charts=False,
+                   clean_kept=kept_clean_entries(config))
     mark_kept(config, folder)
