@@ -512,6 +512,8 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     assert entry["mimicry_drop"] is None or entry["mimicry_drop"] == pytest.approx(
         entry["protection_success"] - metrics["no_cloak_protection_success"])
     assert "standard error of the mean over the cases" in (tmp_path / "report" / "report.md").read_text()
+    assert metrics["command"] == f"sfumato evaluate --config {config.name} --jobs 2 --work {work} --report {tmp_path / 'report'}"
+    assert f"`{metrics['command']}`" in (tmp_path / "report" / "report.md").read_text()
     from sfumato.evaluation.benchmark import benchmark_headline
 
     line = benchmark_headline(metrics)
@@ -639,6 +641,8 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     assert best["cases_where_attack_worked"] == metrics["clean"]["none"]["cases_where_attack_worked"]
     assert "verdict" in metrics and (tmp_path / "report" / "matrix.png").is_file()
     assert "| glaze+robust |" in (tmp_path / "report" / "report.md").read_text()
+    assert f"- Command (it resumes from the kept parts and case results): `{metrics['command']}`." in \
+        (tmp_path / "report" / "report.md").read_text() and "--config" in metrics["command"]
     # A later run with only the kept parts reuses every cell.
     messages.clear()
     again = run_matrix(config, tmp_path / "work", tmp_path / "report", log=messages.append, kept_parts_only=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from ..losses import PROTECTIONS
 from .benchmark_report import benchmark_headline, levels_key, write_benchmark_report
 from .config import EvaluationConfig
+from .contract import comparison_command
 from .metrics import standard_error
 from .parts import part_is_kept, run_part
 from .report import ATTACK_WORKS
@@ -120,4 +121,5 @@ def run_benchmark(config: EvaluationConfig, work: str | Path, report_dir: str | 
     wave([(p, i) for p in best for i in bench.sweep_intensities])
     if not runs:
         raise ValueError(f"no kept part in {parts} matches this config; run the benchmark first")
-    return write_benchmark_report(config, runs, figures, report_dir, missing=missing)
+    return write_benchmark_report(config, runs, figures, report_dir, missing=missing,
+                                  command=comparison_command(config.name, work, report_dir))

@@ -40,10 +40,11 @@ def _speed() -> dict:
 
 
 def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, out: str | Path, *,
-                           missing: list[str] = ()) -> dict:
+                           missing: list[str] = (), command: str | None = None) -> dict:
     """``metrics.json``, ``report.md``, ``frontier.png`` and ``grid.png`` of a benchmark (its parts in ``out/parts``).
 
-    ``missing`` names the protections and intensities the benchmark has not measured yet.
+    ``missing`` names the protections and intensities the benchmark has not measured yet; ``command`` the one
+    command that runs or resumes it.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,8 @@ def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, 
                "protections": {p: {"intensities": by_level} for p, by_level in figures.items()},
                "speed_measured_by": None if not speed else {"script": "benchmarks/bench_cloak.py",
                                                             "hardware": next(iter(speed.values()))["hardware"]},
-               "config": config.to_dict(), "hardware": any_run["hardware"], "versions": versions()}
+               "config": config.to_dict(), "hardware": any_run["hardware"], "versions": versions(),
+               "command": command}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
     frontier_figure(figures, out / "frontier.png", no_cloak=metrics["no_cloak_protection_success"])
     grid_figure(runs, config, out / "parts", out / "grid.png")
@@ -259,4 +261,7 @@ def _markdown(metrics: dict) -> str:
                  f"({speed['hardware'].get('torch_threads', '?')} threads)." if speed else "not measured yet."),
               "", "![protection against visibility](frontier.png)", "", "![one case, every protection](grid.png)",
               "", f"Hardware of the runs: {hardware_words(metrics['hardware'])}."]
+    if metrics.get("command"):
+        lines += ["", f"Command (it resumes from the kept parts and case results; `--kept-parts` writes this report "
+                      f"from them alone): `{metrics['command']}`."]
     return "\n".join(lines) + "\n"

@@ -51,6 +51,11 @@ def hardware() -> dict:
             "torch": torch.__version__}
 
 
+def comparison_command(name: str, work: str | Path, report: str | Path) -> str:
+    """The one command that runs (or resumes) a comparison, as its report names it."""
+    return f"sfumato evaluate --config {name} --jobs 2 --work {work} --report {report}"
+
+
 def hardware_words(hw: dict, threads=None) -> str:
     """A :func:`hardware` record in words for a report: "Intel Xeon, 1 thread per job, no GPU, torch 2.x".
     ``threads``: the thread counts of the stages behind the report, where they differ from ``hw``'s."""

@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import EvaluationConfig
-from .contract import hardware_words, versions
+from .contract import comparison_command, hardware_words, versions
 from .report import ATTACK_WORKS, _pct
 from .workers import as_built
 
@@ -137,7 +137,8 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
         return {}
     if not cleans:
         raise ValueError(f"no kept part in {parts} matches this config; run the matrix first")
-    return write_matrix_report(config, cleans, cells, report_dir, missing=missing)
+    return write_matrix_report(config, cleans, cells, report_dir, missing=missing,
+                               command=comparison_command(config.name, work, report_dir))
 
 
 def _per_case(metrics: dict, side: str) -> dict[str, float]:
@@ -218,15 +219,16 @@ def _verdict(figures: dict) -> str:
 
 
 def write_matrix_report(config: EvaluationConfig, cleans: dict, cells: dict, out: str | Path, *,
-                        missing: list[str] = ()) -> dict:
-    """``metrics.json``, ``report.md`` and ``matrix.png`` of the countermeasure matrix."""
+                        missing: list[str] = (), command: str | None = None) -> dict:
+    """``metrics.json``, ``report.md`` and ``matrix.png`` of the countermeasure matrix (``command``: the one
+    command that runs or resumes it)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     figures = matrix_figures(config, cleans, cells)
     any_part = next(iter(cleans.values()))
     metrics = {"name": config.name, "cases": [c["case"] for c in any_part["cases"]], **figures,
                "verdict": _verdict(figures), "missing": list(missing), "config": config.to_dict(),
-               "hardware": any_part["hardware"], "versions": versions(),
+               "hardware": any_part["hardware"], "versions": versions(), "command": command,
                "compute_seconds": sum(m["compute_seconds"] for m in [*cleans.values(), *cells.values()])}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
     _draw(figures, out / "matrix.png")
@@ -240,6 +242,7 @@ def write_matrix_report(config: EvaluationConfig, cleans: dict, cells: dict, out
              f"- Cases: {', '.join(metrics['cases'])}; intensity `{config.matrix.intensity}`; "
              f"{config.generate.images_per_prompt} images per prompt.",
              f"- Hardware: {hardware_words(any_part['hardware'])}; compute {metrics['compute_seconds'] / 60:.1f} min over all cells.",
+             *([f"- Command (it resumes from the kept parts and case results): `{command}`."] if command else []),
              "", "| | " + " | ".join(f"`{c}`" for c in columns) + " |", "|---" * (len(columns) + 1) + "|",
              "| clean mimic | " + " | ".join(_pct(figures["clean"][c]["mimicry_success"]) if c in figures["clean"]
                                              else "" for c in columns) + " |",
