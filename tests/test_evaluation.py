@@ -635,6 +635,12 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     assert cell["mimicry_drop"] == pytest.approx(cell["protection_success"] - column["no_cloak_protection_success"]), \
         "the drop is measured against the same column's clean mimic, case by case"
     assert "| no cloak |" in (tmp_path / "report" / "report.md").read_text()
+    assert metrics["cpus"] and sum(metrics["cpus"].values()) == 4, "each part's case runs, by CPU model"
+    from sfumato.evaluation.matrix import matrix_figures
+
+    clean_none = json.loads((tmp_path / "report" / "parts" / "clean--none" / "metrics.json").read_text())
+    partial = matrix_figures(config, {"none": clean_none}, {})
+    assert all("best" not in row for row in partial["matrix"].values()), "best only once every column is in"
     assert 0 <= metrics["clean"]["diffpure:0.5"]["mimicry_success"] <= 1
     best = metrics["matrix"]["glaze+robust"]["best"]
     assert set(best["chosen"].values()) <= {"none", "diffpure:0.5"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .config import EvaluationConfig
-from .contract import hardware_words, versions
+from .contract import cpus_of_cases, cpus_words, hardware_words, versions
 from .metrics import standard_error
 from ..config import resolve_config
 from .report import ATTACK_WORKS, _palette
@@ -67,6 +67,7 @@ def write_benchmark_report(config: EvaluationConfig, runs: dict, figures: dict, 
                "speed_measured_by": None if not speed else {"script": "benchmarks/bench_cloak.py",
                                                             "hardware": next(iter(speed.values()))["hardware"]},
                "config": config.to_dict(), "hardware": any_run["hardware"], "versions": versions(),
+               "cpus": cpus_of_cases(list(runs.values())),
                "command": command}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
     frontier_figure(figures, out / "frontier.png", no_cloak=metrics["no_cloak_protection_success"])
@@ -260,7 +261,7 @@ def _markdown(metrics: dict) -> str:
               + (f"`{speed['script']}` in fresh processes on {speed['hardware'].get('cpu', '?')} "
                  f"({speed['hardware'].get('torch_threads', '?')} threads)." if speed else "not measured yet."),
               "", "![protection against visibility](frontier.png)", "", "![one case, every protection](grid.png)",
-              "", f"Hardware of the runs: {hardware_words(metrics['hardware'])}."]
+              "", f"Hardware of the runs: {hardware_words(metrics['hardware'])}{cpus_words(metrics.get('cpus', {}))}."]
     if metrics.get("command"):
         lines += ["", f"Command (it resumes from the kept parts and case results; `--kept-parts` writes this report "
                       f"from them alone): `{metrics['command']}`."]

@@ -56,6 +56,22 @@ def comparison_command(name: str, work: str | Path, report: str | Path) -> str:
     return f"sfumato evaluate --config {name} --jobs 2 --work {work} --report {report}"
 
 
+def cpus_of_cases(metrics: list[dict]) -> dict[str, int]:
+    """How many case runs each CPU model made, over reports' ``metrics.json`` (a case entry's own ``hardware``,
+    else its report's): fine-tunes on different CPU models do not give the same bits."""
+    counts: dict[str, int] = {}
+    for m in metrics:
+        for case in m["cases"]:
+            cpu = case.get("hardware", m["hardware"]).get("cpu", "?")
+            counts[cpu] = counts.get(cpu, 0) + 1
+    return counts
+
+
+def cpus_words(counts: dict[str, int]) -> str:
+    """'' for one CPU model; else ' (case runs on A: n, B: m)' for a report's hardware line."""
+    return "" if len(counts) < 2 else " (case runs on " + ", ".join(f"{cpu}: {n}" for cpu, n in counts.items()) + ")"
+
+
 def hardware_words(hw: dict, threads=None) -> str:
     """A :func:`hardware` record in words for a report: "Intel Xeon, 1 thread per job, no GPU, torch 2.x".
     ``threads``: the thread counts of the stages behind the report, where they differ from ``hw``'s."""

@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import EvaluationConfig
-from .contract import comparison_command, hardware_words, versions
+from .contract import comparison_command, cpus_of_cases, cpus_words, hardware_words, versions
 from .report import ATTACK_WORKS, _pct
 from .workers import as_built
 
@@ -179,7 +179,8 @@ def matrix_figures(config: EvaluationConfig, cleans: dict, cells: dict) -> dict:
                                "per_case": {c: 1 - v for c, v in cloaked.items()},
                                "psnr_db": cells[(row, cm)]["aggregate"]["visibility"]["psnr_db"]}
         measured = [cm for cm in columns if cm in matrix[row]]
-        if len(measured) == len(columns):  # best: per case, the countermeasure the cloaked mimic gains most from
+        # best: per case, the countermeasure the cloaked mimic gains most from, once the row has every column
+        if len(measured) == len(columns) == len(config.matrix.countermeasures):
             worked = [c for c, v in clean["none"]["per_case"].items() if v >= ATTACK_WORKS] if "none" in clean else []
             chosen = {c: max((cm for cm in measured if c in matrix[row][cm]["per_case"]),
                              key=lambda cm: 1 - matrix[row][cm]["per_case"][c]) for c in worked}
@@ -229,6 +230,7 @@ def write_matrix_report(config: EvaluationConfig, cleans: dict, cells: dict, out
     metrics = {"name": config.name, "cases": [c["case"] for c in any_part["cases"]], **figures,
                "verdict": _verdict(figures), "missing": list(missing), "config": config.to_dict(),
                "hardware": any_part["hardware"], "versions": versions(), "command": command,
+               "cpus": cpus_of_cases([*cleans.values(), *cells.values()]),
                "compute_seconds": sum(m["compute_seconds"] for m in [*cleans.values(), *cells.values()])}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
     _draw(figures, out / "matrix.png")
@@ -241,7 +243,7 @@ def write_matrix_report(config: EvaluationConfig, cleans: dict, cells: dict, out
              "zero cloak scores in that column (the clean mimic's own misses).", "",
              f"- Cases: {', '.join(metrics['cases'])}; intensity `{config.matrix.intensity}`; "
              f"{config.generate.images_per_prompt} images per prompt.",
-             f"- Hardware: {hardware_words(any_part['hardware'])}; compute {metrics['compute_seconds'] / 60:.1f} min over all cells.",
+             f"- Hardware: {hardware_words(any_part['hardware'])}{cpus_words(metrics['cpus'])}; compute {metrics['compute_seconds'] / 60:.1f} min over all cells.",
              *([f"- Command (it resumes from the kept parts and case results): `{command}`."] if command else []),
              "", "| | " + " | ".join(f"`{c}`" for c in columns) + " |", "|---" * (len(columns) + 1) + "|",
              "| clean mimic | " + " | ".join(_pct(figures["clean"][c]["mimicry_success"]) if c in figures["clean"]

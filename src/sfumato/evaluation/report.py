@@ -196,7 +196,7 @@ def write_report(config, results: list[dict], out: str | Path, case_figures: int
             side_by_side(r["stage_folders"], out / figure)
         cases.append({"case": case.name, "artist": case.artist, "victim": case.victim, "seed": case.seed,
                       "scores": r["scores"], "stage_seconds": r["seconds"], "threads": _stage_threads(r),
-                      "figure": figure} | ({"art_judge": r["art_judge"]} if r.get("art_judge") else {}))
+                      "hardware": _stage_hardware([r]), "figure": figure} | ({"art_judge": r["art_judge"]} if r.get("art_judge") else {}))
     return write_case_entries(config, cases, _stage_hardware(results), out, charts=charts)
 
 
