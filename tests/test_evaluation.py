@@ -787,3 +787,12 @@ def test_the_benchmark_says_plainly_whether_any_protection_reaches_the_goal():
     assert goal_verdict(bench(mist=(0.93, 32.5), glaze=(0.2, 32))) == ("At ±8 levels mist (93.0 %, PSNR 32.5 dB) "
                                                                        "reaches the 90 % goal.")
     assert goal_verdict(bench(loud=(0.95, 30.1))).startswith("No protection reaches"), "too visible: PSNR < 32 dB"
+
+
+def test_a_report_names_the_cases_it_ran():
+    """A run on explicit cases names them, not the config's default victims and seeds, which it never ran."""
+    from sfumato.evaluation.report import _who
+
+    cfg = {"art": None, "victims": [2], "seeds": [0], "cases": [[7, 0], [11, 1]]}
+    assert _who(cfg) == "cases: artist07-seed0, artist11-seed1"
+    assert _who(cfg | {"cases": None}) == "artists: artist02; seeds [0]"

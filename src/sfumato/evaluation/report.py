@@ -243,10 +243,7 @@ def _markdown(m: dict) -> str:
              "A mimic fine-tunes the model with LoRA on an artist's images, once on the originals and once on "
              "the cloaked copies (identical settings), then generates from both with the same prompts and seeds. "
              "The style judge says whether each generated image is in the artist's style.", "",
-             f"- Model: `{cfg['model']}`; artists: "
-             + (f"folder `{cfg['art']}` as `{cfg['artist']}`" if cfg["art"] else
-                ", ".join(f"artist{v:02d}" for v in cfg["victims"]))
-             + f"; seeds {list(cfg['seeds'])}; {cfg['images']} training images per artist.",
+             f"- Model: `{cfg['model']}`; {_who(cfg)}; {cfg['images']} training images per artist.",
              ("- Cloak: none, a clean-only run (the mimic on the originals and the base model)."
               if cfg.get("clean_only") else
               f"- Cloak: {cfg['protect'].get('protection', 'glaze')}, intensity `{cfg['protect']['intensity']}`, "
@@ -270,6 +267,15 @@ def _markdown(m: dict) -> str:
             lines += [f"### {c['case']}", "", f"![{c['case']}]({c['figure']})", ""]
     lines += _glossary()
     return "\n".join(lines)
+
+
+def _who(cfg: dict) -> str:
+    """The artists and seeds a report covers: its explicit cases where it has them."""
+    if cfg["art"]:
+        return f"artists: folder `{cfg['art']}` as `{cfg['artist']}`; seeds {list(cfg['seeds'])}"
+    if cfg.get("cases"):
+        return "cases: " + ", ".join(f"artist{v:02d}-seed{s}" for v, s in cfg["cases"])
+    return "artists: " + ", ".join(f"artist{v:02d}" for v in cfg["victims"]) + f"; seeds {list(cfg['seeds'])}"
 
 
 def _cloak_options(protect: dict) -> str:
