@@ -796,3 +796,32 @@ def test_a_report_names_the_cases_it_ran():
     cfg = {"art": None, "victims": [2], "seeds": [0], "cases": [[7, 0], [11, 1]]}
     assert _who(cfg) == "cases: artist07-seed0, artist11-seed1"
     assert _who(cfg | {"cases": None}) == "artists: artist02; seeds [0]"
+
+
+def test_a_matrix_cell_stands_against_the_clean_mimic_it_was_paired_with(tmp_path):
+    """A cell adopted from another comparison ran its clean mimic on another machine: its drop and its cases come
+    from that clean mimic, not the column's, and the report marks it."""
+    from sfumato.evaluation.config import MatrixSettings
+    from sfumato.evaluation.matrix import matrix_figures, write_matrix_report
+
+    def part(clean, cloaked, cpu):
+        return {"cases": [{"case": name, "scores": {"mimicry_success": {"clean": c, "cloaked": k}}}
+                          for name, c, k in zip(("a", "b"), clean, cloaked)],
+                "hardware": {"cpu": cpu}, "aggregate": {"visibility": {"psnr_db": 32.0}}, "compute_seconds": 60.0}
+
+    config = replace(EvaluationConfig(), matrix=MatrixSettings(protections=("glaze",), robust=(False, True),
+                                                               countermeasures=("none",)))
+    column = part((0.9, 0.5), (0.9, 0.5), "AMD")
+    cells = {("glaze", "none"): part((0.7, 0.8), (0.6, 0.5), "Intel"),  # adopted: its own clean side
+             ("glaze+robust", "none"): part((0.9, 0.5), (0.6, 0.4), "AMD")}  # built on the column's
+    figures = matrix_figures(config, {"none": column}, cells)
+    adopted, built = figures["matrix"]["glaze"]["none"], figures["matrix"]["glaze+robust"]["none"]
+    assert adopted["mimicry_drop"] == pytest.approx(0.2) and adopted["cases_where_attack_worked"] == 2
+    assert adopted["protection_success"] == pytest.approx(0.45)
+    assert adopted["own_clean_side"] == {"mimicry_success": pytest.approx(0.75), "hardware": "Intel"}
+    assert built["mimicry_drop"] == pytest.approx(0.3) and built["cases_where_attack_worked"] == 1
+    assert "own_clean_side" not in built
+    write_matrix_report(config, {"none": column}, cells, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "| glaze | 45.0 % (+20.0) † |" in text and "| glaze+robust | 40.0 % (+30.0) |" in text
+    assert "glaze against none (Intel, clean mimic 75.0 %)" in text

@@ -20,7 +20,9 @@ that ruins the clean mimic in every case costs one clean fine-tune per case and 
 
 Figures: per cell, protection success over the cases where that column's clean mimic reached
 60 %, and the mimicry drop (that clean mimic's share minus the cloaked mimic's, case by case:
-what the cloak itself did, since the clean mimic's own misses count as protection too); per
+what the cloak itself did, since the clean mimic's own misses count as protection too). A cell
+adopted from another comparison keeps the clean mimic it was paired with there, trained on the
+machine its cloaked mimic was (fine-tunes differ across CPU models), and is marked; per
 column, the clean mimic's success and what a zero cloak would score; per row, ``best``: in each case the
 countermeasure that gives the cloaked mimic its highest success, as an adaptive attacker
 would choose it, among those that leave the attacker's clean mimic working in that case.
@@ -172,12 +174,20 @@ def matrix_figures(config: EvaluationConfig, cleans: dict, cells: dict) -> dict:
                 continue
             if (row, cm) not in cells:
                 continue
-            cloaked = _per_case(cells[(row, cm)], "cloaked")
+            # A cell is a paired experiment: its figures stand against the clean mimic it was scored with. That is
+            # the column's kept clean side for a cell the matrix built, and its own report's (trained on the
+            # machine its cloaked side was) for a cell adopted from another comparison: fine-tunes on two CPU
+            # models differ by about ten points per case, as much as a cloak's whole effect.
+            paired, cloaked = _per_case(cells[(row, cm)], "clean"), _per_case(cells[(row, cm)], "cloaked")
+            worked = [case for case, v in paired.items() if v >= ATTACK_WORKS]
             matrix[row][cm] = {"protection_success": _mean(1 - cloaked[c] for c in worked),
-                               "mimicry_drop": _mean(clean[cm]["per_case"][c] - cloaked[c] for c in worked),
+                               "mimicry_drop": _mean(paired[c] - cloaked[c] for c in worked),
                                "cases_where_attack_worked": len(worked), "mimicry_cloaked": _mean(cloaked.values()),
                                "per_case": {c: 1 - v for c, v in cloaked.items()},
                                "psnr_db": cells[(row, cm)]["aggregate"]["visibility"]["psnr_db"]}
+            if paired != {c: v for c, v in clean[cm]["per_case"].items() if c in paired}:
+                matrix[row][cm]["own_clean_side"] = {"mimicry_success": _mean(paired.values()),
+                                                     "hardware": cells[(row, cm)]["hardware"].get("cpu", "?")}
         measured = [cm for cm in columns if cm in matrix[row]]
         # best: per case, the countermeasure the cloaked mimic gains most from, once the row has every column
         if len(measured) == len(columns) == len(config.matrix.countermeasures):
@@ -252,7 +262,7 @@ def write_matrix_report(config: EvaluationConfig, cleans: dict, cells: dict, out
                                           else "" for c in columns) + " |"]
     for row in figures["rows"]:
         lines.append(f"| {row} | " + " | ".join(_cell_text(figures["matrix"][row].get(c)) for c in columns) + " |")
-    lines += ["", f"**Verdict**: {metrics['verdict']}", "", "![matrix](matrix.png)", ""]
+    lines += ["", *_own_clean_sides(figures), f"**Verdict**: {metrics['verdict']}", "", "![matrix](matrix.png)", ""]
     if missing:
         lines += ["**Not measured yet**: " + "; ".join(missing) + ".", ""]
     (out / "report.md").write_text("\n".join(lines))
@@ -265,7 +275,21 @@ def _cell_text(cell: dict | None) -> str:
     if cell["cases_where_attack_worked"] == 0:
         return "no clean mimic to stop"
     drop = cell.get("mimicry_drop")  # best has none: its countermeasure differs from case to case
-    return _pct(cell["protection_success"]) + ("" if drop is None else f" ({100 * drop:+.1f})")
+    return (_pct(cell["protection_success"]) + ("" if drop is None else f" ({100 * drop:+.1f})")
+            + (" †" if "own_clean_side" in cell else ""))
+
+
+def _own_clean_sides(figures: dict) -> list[str]:
+    """The note under the table for the cells (†) scored against a clean side of their own, not their column's."""
+    own = [f"{row} against {cm} ({cell['own_clean_side']['hardware']}, clean mimic "
+           f"{_pct(cell['own_clean_side']['mimicry_success'])})"
+           for row, cells in figures["matrix"].items() for cm, cell in cells.items() if "own_clean_side" in cell]
+    if not own:
+        return []
+    return ["† Adopted from another comparison, and scored against the clean mimic of that comparison, which was "
+            "trained on the same machine as its cloaked mimic: " + "; ".join(own) + ". Fine-tunes on different CPU "
+            "models do not give the same bits (about ten points apart per case), so a cell is always paired with a "
+            "clean mimic from its own machine.", ""]
 
 
 def _draw(figures: dict, path: Path) -> None:
