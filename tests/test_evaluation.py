@@ -677,6 +677,12 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
     assert kept_clean_entries(replace(cell_config, protect=replace(cell_config.protect, countermeasure="none"))) == {}
     with pytest.raises(ValueError, match="clean_from"):
         replace(cell_config, clean_only=True)
+    import sfumato.evaluation.parts
+    from sfumato.evaluation.contract import hardware
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sfumato.evaluation.parts, "hardware", lambda: {**hardware(), "cpu": "another CPU model"})
+        assert kept_clean_entries(cell_config) == {}, "another CPU model's clean mimic is not this machine's"
     # Another comparison that holds the same evaluations (as the protections benchmark holds the plain cells
     # against none) stands in for them: nothing is built again, even without the stages.
     messages.clear()

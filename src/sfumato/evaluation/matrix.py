@@ -9,7 +9,7 @@ baseline, shared by every row: a countermeasure that ruins the clean mimic defea
 not the cloak, and is reported apart.
 
 A cell reads its column's clean side from that kept clean-only part (``clean_from``), so on a new
-machine it builds only its protected side, not the clean fine-tune again.
+machine of the same CPU model it builds only its protected side, not the clean fine-tune again.
 
 A cell that another comparison already holds (``[matrix] reuse``: the protections benchmark's
 report, whose parts are the plain cells against ``none``) is written from that kept part, not run.
@@ -21,8 +21,9 @@ that ruins the clean mimic in every case costs one clean fine-tune per case and 
 Figures: per cell, protection success over the cases where that column's clean mimic reached
 60 %, and the mimicry drop (that clean mimic's share minus the cloaked mimic's, case by case:
 what the cloak itself did, since the clean mimic's own misses count as protection too). A cell
-adopted from another comparison keeps the clean mimic it was paired with there, trained on the
-machine its cloaked mimic was (fine-tunes differ across CPU models), and is marked; per
+adopted from another comparison, or built on a CPU model other than its column's clean side's,
+keeps a clean mimic of its own, trained on the machine its cloaked mimic was (fine-tunes differ
+across CPU models), and is marked; per
 column, the clean mimic's success and what a zero cloak would score; per row, ``best``: in each case the
 countermeasure that gives the cloaked mimic its highest success, as an adaptive attacker
 would choose it, among those that leave the attacker's clean mimic working in that case.
@@ -286,10 +287,10 @@ def _own_clean_sides(figures: dict) -> list[str]:
            for row, cells in figures["matrix"].items() for cm, cell in cells.items() if "own_clean_side" in cell]
     if not own:
         return []
-    return ["† Adopted from another comparison, and scored against the clean mimic of that comparison, which was "
-            "trained on the same machine as its cloaked mimic: " + "; ".join(own) + ". Fine-tunes on different CPU "
-            "models do not give the same bits (about ten points apart per case), so a cell is always paired with a "
-            "clean mimic from its own machine.", ""]
+    return ["† Scored against a clean mimic of its own, trained on the machine its cloaked mimic was, not against "
+            "the column's (a cell adopted from another comparison, or built on another CPU model): " + "; ".join(own)
+            + ". Fine-tunes on different CPU models do not give the same bits (about ten points apart per case), so "
+            "a cell is always paired with a clean mimic from its own machine.", ""]
 
 
 def _draw(figures: dict, path: Path) -> None:

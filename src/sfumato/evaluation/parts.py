@@ -14,7 +14,10 @@ cases were all kept, in whatever sessions, is written from them without its stag
 
 A protected evaluation can take its clean side from a kept clean-only part (``clean_from``,
 :func:`kept_clean_entries`): a matrix's cells read their column's clean side, so a new machine
-builds only the cells' protected sides.
+builds only the cells' protected sides. Only on the CPU model that kept it: fine-tunes on two CPU
+models do not give the same bits (about ten points of mimicry apart per case), so a cell paired
+with another machine's clean mimic would measure the machines, not the cloak. Elsewhere the cell
+builds its own clean side.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from .benchmark_report import grid_rows
 from .config import EvaluationConfig
+from .contract import hardware
 from .fingerprint import model_fingerprint
 from .report import write_case_entries
 from .run import Case, cases, run_evaluation
@@ -161,10 +165,12 @@ def adopt_equal_part(single: EvaluationConfig, part: Path, sources, log=print) -
 
 def kept_clean_entries(single: EvaluationConfig) -> dict[str, dict]:
     """Each case's clean side kept in ``single.clean_from`` (case name -> its metrics entry), for the cases
-    kept there, as a case result or in the whole part, under the settings of ``single``'s clean side."""
+    kept there, as a case result or in the whole part, under the settings of ``single``'s clean side, by a
+    machine with this one's CPU model (and GPU)."""
     if single.clean_from is None or single.clean_only:
         return {}
     wanted = _clean_computation(_part_key(replace(single, clean_only=True, clean_from=None)))
+    here = _machine(hardware())
     source, found = Path(single.clean_from), {}
     for case in cases(single):
         for folder in (case_result(source, case), source):
@@ -172,11 +178,17 @@ def kept_clean_entries(single: EvaluationConfig) -> dict[str, dict]:
             if not (record.is_file() and metrics.is_file()
                     and _clean_computation(json.loads(record.read_text())) == wanted):
                 continue
-            entries = {entry["case"]: entry for entry in json.loads(metrics.read_text())["cases"]}
-            if case.name in entries:
+            metrics = json.loads(metrics.read_text())
+            entries = {entry["case"]: entry for entry in metrics["cases"]}
+            if case.name in entries and _machine(entries[case.name].get("hardware", metrics["hardware"])) == here:
                 found[case.name] = entries[case.name]
                 break
     return found
+
+
+def _machine(hw: dict) -> tuple:
+    """What makes two fine-tunes give the same bits: the CPU model and the GPU."""
+    return hw.get("cpu"), hw.get("gpu")
 
 
 def _clean_computation(key: dict) -> dict:
