@@ -209,12 +209,12 @@ def _write_from(single: EvaluationConfig, part: Path, kept: list[tuple[Path, dic
     hardware); the first case's figure is copied where its folder has it, as a run of the part draws it."""
     part.mkdir(parents=True, exist_ok=True)
     entries = []
-    for k, (folder, entry, hardware) in enumerate(kept):
+    for k, (folder, entry, stages_hardware) in enumerate(kept):
         if k == 0 and entry["figure"] and (folder / entry["figure"]).is_file():
             shutil.copyfile(folder / entry["figure"], part / entry["figure"])
         elif entry["figure"]:
             entry = entry | {"figure": None}
-        entries.append({"hardware": hardware} | entry)  # a case kept before entries named their own
+        entries.append({"hardware": stages_hardware} | entry)  # a case kept before entries named their own
     metrics = write_case_entries(single, entries, kept[0][2], part)
     mark_kept(single, part)
     return metrics
