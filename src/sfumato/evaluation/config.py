@@ -239,10 +239,10 @@ class EvaluationConfig:
             cloak); the protected side can follow in the same work folder and reuses those stages.
         clean_from (`str`, *optional*): the report folder of a kept clean-only evaluation (a comparison's
             clean side, with its case results): a protected run takes each case's clean and base figures from
-            it, where it keeps that case under the same settings, and builds only the protected side. On the
-            same CPU model the figures are the ones building the clean side again would give (it is
-            deterministic); on another they differ by the mimic's run-to-run noise, as a rebuilt clean side
-            would. It saves a clean fine-tune per case on a machine whose work folder is new.
+            it, where it keeps that case under the same settings on this CPU model (and GPU), and builds only
+            the protected side. The figures are the ones building the clean side again would give (it is
+            deterministic on one CPU model, not across them: a case kept on another machine builds its own
+            clean side). It saves a clean fine-tune per case on a machine whose work folder is new.
     """
 
     name: str = "evaluation"
