@@ -606,6 +606,7 @@ def test_a_kept_part_matches_a_key_with_a_setting_added_later_at_its_old_behavio
 def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pipeline_dir, victim_corpus, tmp_path,
                                                                          monkeypatch):
     import sfumato.evaluation.matrix
+    import sfumato.evaluation.matrix_report
     from sfumato.evaluation.config import MatrixSettings
     from sfumato.evaluation.matrix import run_matrix
 
@@ -613,7 +614,8 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
                           matrix=MatrixSettings(protections=("glaze",), robust=(True,),
                                                 countermeasures=("none", "diffpure:0.5")))
     messages, waves = [], _Waves()
-    monkeypatch.setattr(sfumato.evaluation.matrix, "ATTACK_WORKS", 0.0)  # the tiny mimic learns nothing: let it count
+    for module in (sfumato.evaluation.matrix, sfumato.evaluation.matrix_report):  # the tiny mimic learns nothing:
+        monkeypatch.setattr(module, "ATTACK_WORKS", 0.0)  # let it count
     metrics = run_matrix(config, tmp_path / "work", tmp_path / "report", log=messages.append, workers=waves)
     assert waves.parts == [["clean--none"], ["glaze+robust--none", "clean--diffpure0.5"], ["glaze+robust--diffpure0.5"]], \
         "the first column's cells (they bound the verdict) come before the other columns' cells"
@@ -636,7 +638,7 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
         "the drop is measured against the same column's clean mimic, case by case"
     assert "| no cloak |" in (tmp_path / "report" / "report.md").read_text()
     assert metrics["cpus"] and sum(metrics["cpus"].values()) == 4, "each part's case runs, by CPU model"
-    from sfumato.evaluation.matrix import matrix_figures
+    from sfumato.evaluation.matrix_report import matrix_figures
 
     clean_none = json.loads((tmp_path / "report" / "parts" / "clean--none" / "metrics.json").read_text())
     partial = matrix_figures(config, {"none": clean_none}, {})
@@ -693,7 +695,8 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
 
     # Where a column's clean mimic fails in every case, its cells are not run: there is nothing to protect.
     messages.clear()
-    monkeypatch.setattr(sfumato.evaluation.matrix, "ATTACK_WORKS", 1.01)
+    for module in (sfumato.evaluation.matrix, sfumato.evaluation.matrix_report):
+        monkeypatch.setattr(module, "ATTACK_WORKS", 1.01)
     waves = _Waves()
     ruined = run_matrix(config, tmp_path / "work", tmp_path / "ruined", log=messages.append, workers=waves)
     assert waves.parts[1] == ["clean--diffpure0.5"] and waves.parts[2] == [], "no cell to build"
@@ -704,7 +707,7 @@ def test_countermeasure_matrix_cleans_each_column_once_and_reports_best(tiny_pip
 
 
 def test_matrix_verdict_is_settled_by_the_lowest_cells_before_the_matrix_is_whole():
-    from sfumato.evaluation.matrix import _verdict
+    from sfumato.evaluation.matrix_report import _verdict
 
     def figures(cells, columns=("none", "jpeg:75", "diffpure:0.2"), clean=(0.86, 0.80, 0.40)):
         rows = ["glaze", "glaze+robust", "mist+robust"]
@@ -808,7 +811,7 @@ def test_a_matrix_cell_stands_against_the_clean_mimic_it_was_paired_with(tmp_pat
     """A cell adopted from another comparison ran its clean mimic on another machine: its drop and its cases come
     from that clean mimic, not the column's, and the report marks it."""
     from sfumato.evaluation.config import MatrixSettings
-    from sfumato.evaluation.matrix import matrix_figures, write_matrix_report
+    from sfumato.evaluation.matrix_report import matrix_figures, write_matrix_report
 
     def part(clean, cloaked, cpu):
         return {"cases": [{"case": name, "scores": {"mimicry_success": {"clean": c, "cloaked": k}}}
