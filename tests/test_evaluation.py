@@ -717,7 +717,7 @@ def test_matrix_verdict_is_settled_by_the_lowest_cells_before_the_matrix_is_whol
 
     assert "Not every cell" in _verdict(figures({"glaze+robust": {"none": 0.3}})), "mist+robust unmeasured: unknown"
     early = _verdict(figures({"glaze+robust": {"none": 0.3}, "mist+robust": {"none": 0.2}}))
-    assert "**not reached**, before the matrix is whole" in early and "glaze+robust, at 30.0 % on none" in early
+    assert "**not reached**, before the matrix is whole" in early and "glaze+robust, has 30.0 % at its lowest, over none)" in early
     assert "diffpure:0.2" in early, "a countermeasure that ruins the clean mimic is named apart"
     high = figures({"glaze+robust": {"none": 0.95}, "mist+robust": {"none": 0.2}})
     assert "Not every cell" in _verdict(high), "a row still above the bar may keep it"
@@ -725,6 +725,18 @@ def test_matrix_verdict_is_settled_by_the_lowest_cells_before_the_matrix_is_whol
     assert "glaze+robust, keeps at least 90.0 %" in _verdict(whole) and "is reached" in _verdict(whole)
     whole["matrix"]["glaze+robust"]["jpeg:75"]["protection_success"] = 0.5
     assert "is **not reached**." in _verdict(whole) and "before the matrix" not in _verdict(whole)
+
+
+def test_matrix_runs_the_verdicts_columns_before_those_that_ruin_the_clean_mimic():
+    from sfumato.evaluation.matrix import _fair_first
+
+    def clean(*shares):
+        return {"cases": [{"scores": {"mimicry_success": {"clean": share}}} for share in shares]}
+
+    cleans = {"upscale:0.1": clean(0.9, 0.2), "jpeg:75": clean(0.9, 0.8), "impress": clean(0.7, 0.6)}
+    order = _fair_first(["upscale:0.1", "diffpure:0.2", "jpeg:75", "impress"], cleans)
+    assert order == ["jpeg:75", "impress", "upscale:0.1", "diffpure:0.2"], \
+        "mean clean mimic >= 60 % first, in the config's order; a ruinous or not yet known column after"
 
 
 def test_standard_error_over_cases():

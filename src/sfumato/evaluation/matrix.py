@@ -53,6 +53,15 @@ def _worked(clean: dict) -> tuple[tuple[int, int], ...]:
                  if c["scores"]["mimicry_success"]["clean"] >= ATTACK_WORKS)
 
 
+def _fair_first(countermeasures: list[str], cleans: dict) -> list[str]:
+    """The columns whose clean mimic reached ATTACK_WORKS on average (the only ones the verdict reads) first, each
+    group in the config's order; a column whose clean side is not in yet goes last."""
+    def ruinous(countermeasure: str) -> bool:
+        shares = [c["scores"]["mimicry_success"]["clean"] for c in cleans.get(countermeasure, {}).get("cases", [])]
+        return not shares or sum(shares) / len(shares) < ATTACK_WORKS
+    return sorted(countermeasures, key=ruinous)
+
+
 def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Path, *, accelerator=None, log=print,
                kept_parts_only: bool = False, workers=None) -> dict:
     """Run (or resume) each column's clean side, then that column's cells; write the report; return its metrics.
@@ -60,7 +69,8 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
     The first column (``none`` in the shipped configs) goes first and its cells next, robust rows first: they
     bound the verdict (a robust row below the bar without any countermeasure cannot reach it), so it is known
     many CPU-hours before the matrix is whole; the other columns' robust cells (the verdict's rows) come before
-    their plain ones. With ``workers`` (a :class:`~.workers.CaseWorkers`) three waves are built case by case in
+    their plain ones, and within each, the columns whose clean mimic worked (the verdict's columns) before those
+    that ruined it. With ``workers`` (a :class:`~.workers.CaseWorkers`) three waves are built case by case in
     them: the first column's clean side; its cells with every other clean side; the other cells. Each part is
     written as soon as its cases are in."""
     from .parts import adopt_equal_part, run_part
@@ -121,7 +131,7 @@ def run_matrix(config: EvaluationConfig, work: str | Path, report_dir: str | Pat
     wave([side(first)])
     wave(column(first, robust_first) + [side(cm) for cm in others])
     wave([cell for group in ([r for r in rows if r[1]], [r for r in rows if not r[1]])
-          for cm in others for cell in column(cm, group)])
+          for cm in _fair_first(others, cleans) for cell in column(cm, group)])
     if accelerator is not None and not accelerator.is_main_process:
         return {}
     if not cleans:

@@ -110,9 +110,9 @@ def _verdict(figures: dict) -> str:
         if len(bounds) == len(robust_rows) and max(bounds.values()) < ROBUST_TARGET:
             best = max(bounds, key=bounds.get)
             return (f"The {ROBUST_TARGET:.0%} bar is **not reached**, before the matrix is whole: every robust row is "
-                    f"already below it on the cells measured so far (the best, {best}, at "
-                    f"{_pct(bounds[best])} on {', '.join(measured[best])}), and the cells still to come can only lower "
-                    "a row's lowest." + ruined)
+                    f"already below it on the cells measured so far (the best, {best}, has {_pct(bounds[best])} at its "
+                    f"lowest, over {', '.join(measured[best])}), and the cells still to come can only lower a row's "
+                    "lowest." + ruined)
         return "Not every cell the verdict needs is measured yet." + ruined
     best = max(bounds, key=bounds.get)
     held = bounds[best] >= ROBUST_TARGET

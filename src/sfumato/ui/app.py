@@ -41,7 +41,8 @@ PROTECTION_HELP = ("How the cloak misleads the mimic. glaze and photoguard need 
                    "the others also attack its denoiser (slower). See the About tab for what each achieved.")
 ROBUST_HELP = ("Optimise the cloak against what a mimic may do to your image first (noise, resizing, blur, "
                "JPEG), one of them at random at every step. About the same time; on sfumato-mini it has not protected "
-               "more than the plain cloak (within noise, uncleaned images; the About tab has the matrix).")
+               "more than the plain cloak (within noise), and after JPEG or noise a mimic still copies the style in most "
+               "of its images (the About tab has the matrix).")
 MODEL_NOTE = ("**Model.** The built-in `sfumato-mini` is a small demonstration model. A cloak protects against the "
               "model it was computed for: to protect real work, choose under *Model and seed* the model a mimic "
               "would use (a Stable Diffusion hub id or a local folder).")
