@@ -30,8 +30,8 @@ from pathlib import Path
 SIZES = {"128x128": (128, 128), "256x256": (256, 256), "512x512": (512, 512), "1024x1024": (1024, 1024), "4000x3000": (3000, 4000)}
 QUALITIES = ["preview", "faster", "default", "slower"]
 RANDOM_VAES = {
-    "mini-like": dict(block_out_channels=(32, 64, 128, 128), layers_per_block=1, norm_num_groups=16),
-    "sd": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32),
+    "mini-like": dict(block_out_channels=(32, 64, 128, 128), layers_per_block=1, norm_num_groups=16, sample_size=128),
+    "sd": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32, sample_size=512),
 }
 
 
@@ -133,18 +133,23 @@ def main() -> None:
     if args.random_vae and not (Path(model) / "config.json").exists():
         build_random_vae(args.random_vae, Path(model))
 
-    rows = []
+    rows, failed = [], []
     for protection in args.protections:
         for size in args.sizes:
             for quality in args.qualities:
                 cmd = [sys.executable, __file__, "--out", str(out), "--case", size, quality, protection,
                        "--device", args.device, "--intensity", args.intensity] + (["--robust"] if args.robust else [])
                 cmd += ["--model", model] if args.model else ["--random-vae", args.random_vae]
-                done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode:  # say why, and keep the other cases' rows
+                    print(f"case {size} {quality} {protection} failed:\n{done.stderr[-3000:]}", file=sys.stderr, flush=True)
+                    failed.append({"protection": protection, "size": size, "quality": quality,
+                                   "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""})
+                    continue
                 rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(rows[-1], flush=True)
     result = {"model": args.model or f"random AutoencoderKL, layout '{args.random_vae}'", "device": args.device,
-              "intensity": args.intensity, "hardware": hardware(args.device), "results": rows}
+              "intensity": args.intensity, "hardware": hardware(args.device), "results": rows, "failed": failed}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"Model: {result['model']}; device: {args.device}; hardware: {result['hardware']}", "",
              "| protection | size | quality | steps | working size | seconds | peak RSS (MB) | peak GPU (MB) | "
@@ -152,8 +157,11 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['protection']} | {r['size']} | {r['quality']} | {r['steps']} | {r['working_size'][0]}x{r['working_size'][1]} | "
               f"{r['seconds']} | {r['peak_rss_mb']} | {r['peak_gpu_mb'] or '-'} | {r['target_distance_ratio']} |" for r in rows]
+    lines += [f"\nFailed: {f['protection']} {f['size']} {f['quality']}: {f['error']}" for f in failed]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

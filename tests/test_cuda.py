@@ -62,18 +62,26 @@ def test_every_protection_cloaks_on_the_device_within_its_caps(cloaker, art, pro
         assert result.report["loss_last"] < result.report["loss_first"]
 
 
-def test_the_device_repeats_itself_and_lands_near_the_cpu_cloak(cloaker, art):
-    """Same seed, same bytes on one device; on another device the floating point differs, so the
-    cloak differs a little, but it reaches the target as far."""
+def test_the_device_repeats_itself_and_lands_near_the_cpu_cloak(cloaker, art, device, record_property):
+    """Same seed, same bytes on the CPU. A GPU's kernels may add in another order from run to run,
+    and the optimiser's sign steps can turn a last-bit difference into a level here and there; the
+    cloak still lands close, and as near the target as the CPU's."""
     config = resolve_config("default", STEPS)
     [first], _ = cloaker.cloak(art, config, target="3", seed=0)
     [again], _ = cloaker.cloak(art, config, target="3", seed=0)
-    assert torch.equal(first.image, again.image)
+    repeat = (first.image - again.image).abs() * 255
+    record_property("repeat_levels_mean", float(repeat.mean()))
+    record_property("repeat_levels_max", float(repeat.max()))
+    if device == "cpu":
+        assert torch.equal(first.image, again.image)
+    assert float(repeat.mean()) < 0.5
     [on_cpu], _ = Cloaker("mini", device="cpu", perceptual="effnet-lite0").cloak(art, config, target="3", seed=0)
 
     def reach(report):
         return report["encoder_to_target_after"] / report["encoder_to_target_before"]
 
+    record_property("cpu_levels_mean", float((first.image - on_cpu.image).abs().mean()) * 255)
+    record_property("reach_device_cpu", [reach(first.report), reach(on_cpu.report)])
     assert reach(first.report) == pytest.approx(reach(on_cpu.report), abs=0.05)
     assert float((first.image - on_cpu.image).abs().mean()) * 255 < 2.0
 
@@ -101,7 +109,8 @@ def test_countermeasures_on_the_device(cloaker, device, spec):
     purifier = Purifier(cloaker.pipeline, cloaker.perceptual, budget=0.05, impress_steps=10)
     out = apply_countermeasure(spec, images, purifier=purifier, generator=torch.Generator().manual_seed(0))
     assert out.shape == images.shape and out.device == images.device
-    assert torch.equal(out, (out * 255).round() / 255) and float((out - images).abs().mean()) > 0
+    written = out.cpu()  # the grid as a file holds it: the CPU divides exactly
+    assert torch.equal(written, (written * 255).round() / 255) and float((out - images).abs().mean()) > 0
 
 
 def test_poison_cli_on_the_device(device, tmp_path):

@@ -16,7 +16,7 @@ from .quality import linf_255, psnr, ssim_region, ssim_sampled
 from .resize import resize, round_trip, working_size
 from .robust import RandomView
 
-__all__ = ["CloakResult", "cloak_image", "quantize", "visible_perturbation"]
+__all__ = ["CloakResult", "cloak_image", "from_levels", "quantize", "visible_perturbation"]
 
 
 def to_levels(images: torch.Tensor) -> torch.Tensor:
@@ -25,9 +25,18 @@ def to_levels(images: torch.Tensor) -> torch.Tensor:
     return torch.floor(images.clamp(0, 1) * 255 + 0.5)
 
 
+def from_levels(levels: torch.Tensor) -> torch.Tensor:
+    """8-bit values 0-255 (as floats) -> [0, 1], exactly on every device.
+
+    A CUDA division by a Python number multiplies by its reciprocal, which can miss the grid
+    by a bit; a division by a tensor on the same device divides exactly, as the CPU does.
+    """
+    return levels / torch.tensor(255.0, dtype=levels.dtype, device=levels.device)
+
+
 def quantize(images: torch.Tensor) -> torch.Tensor:
     """Round [0, 1] images to the 8-bit grid, as the written file will hold them."""
-    return to_levels(images) / 255
+    return from_levels(to_levels(images))
 
 
 def visible_perturbation(original: torch.Tensor, cloaked: torch.Tensor) -> torch.Tensor:
@@ -170,8 +179,8 @@ def cloak_image(
         # so the cap holds exactly for the written file whatever the source's bit depth.
         base = to_levels(full)  # the original's 8-bit values
         levels = float(math.floor(config.max_levels))
-        render = lambda scale: (base + torch.floor((full + scale * delta) * 255 + 0.5 - base)  # noqa: E731
-                                .clamp(-levels, levels)).clamp(0, 255) / 255
+        render = lambda scale: from_levels((base + torch.floor((full + scale * delta) * 255 + 0.5 - base)  # noqa: E731
+                                            .clamp(-levels, levels)).clamp(0, 255))
         distance_to_x = perceptual.distance_to(x)
         measure = lambda out: float(distance_to_x(resize(out, work_size)))  # noqa: E731
         seen_delta = resize(delta, work_size)  # the resize is linear: the unquantised image, seen at work size

@@ -80,13 +80,16 @@ def parse_countermeasure(spec: str) -> Countermeasure:
 
 
 def _on_grid(images: torch.Tensor) -> torch.Tensor:
-    return (images.clamp(0, 1) * 255).round() / 255
+    from .cloak import from_levels  # cloak -> robust -> countermeasures: imported late
+
+    return from_levels((images.clamp(0, 1) * 255).round())
 
 
 def jpeg(images: torch.Tensor, quality: float) -> torch.Tensor:
     """Each image through a JPEG file at ``quality`` (PIL, 4:2:0)."""
     from PIL import Image
 
+    from .cloak import from_levels
     from .io import to_uint8
 
     out = []
@@ -94,7 +97,7 @@ def jpeg(images: torch.Tensor, quality: float) -> torch.Tensor:
         buffer = io.BytesIO()
         Image.fromarray(to_uint8(image)).save(buffer, format="JPEG", quality=int(quality))
         out.append(np.asarray(Image.open(buffer).convert("RGB")))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
+    return from_levels(torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()).to(images.device)
 
 
 def blur(images: torch.Tensor, sigma: float, grid: bool = True) -> torch.Tensor:

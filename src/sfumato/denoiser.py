@@ -36,7 +36,8 @@ class Denoiser(nn.Module):
         self.unet = unet.eval().requires_grad_(False)
         self.text_encoder = text_encoder.eval().requires_grad_(False)
         self.tokenizer, self.scaling_factor = tokenizer, float(scaling_factor)
-        self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.detach().float().clone(), persistent=False)
+        schedule = scheduler.alphas_cumprod.detach().float().clone().to(next(self.unet.parameters()).device)
+        self.register_buffer("alphas_cumprod", schedule, persistent=False)  # indexed by timesteps on the UNet's device
 
     @classmethod
     def from_pipeline(cls, pipeline) -> Denoiser:

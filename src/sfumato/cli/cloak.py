@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
                    help="optimise in expectation over what a mimic may do to the image first (noise, resizing, "
                         "blur, JPEG); about the same time (default: off)")
     add_model_option(c)
-    c.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes (default: 0)")
+    c.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes on the CPU (default: 0)")
     c.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     c.add_argument("--half", action="store_true", help="run the frozen networks in float16 (GPU only; default: off, float32)")
     c.add_argument("--perceptual", default="auto", choices=["auto", "lpips-alex", "effnet-lite0"],

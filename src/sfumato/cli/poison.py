@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     add_budget_options(q)
     add_model_option(q)
     q.add_argument("--seed", type=int, default=0,
-                   help="seeds the anchors and the optimiser; the same seed gives the same bytes (default: 0)")
+                   help="seeds the anchors and the optimiser; the same seed gives the same bytes on the CPU (default: 0)")
     q.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     q.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
     q.add_argument("--online", action="store_true",
