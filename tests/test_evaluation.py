@@ -747,6 +747,19 @@ def test_standard_error_over_cases():
     assert standard_error([0.3, 0.3, 0.3]) == 0
 
 
+def test_seed_spread_pools_each_victims_seeds_and_needs_a_repeat():
+    from sfumato.evaluation.report import seed_spread
+
+    def case(artist, seed, clean):
+        return {"artist": artist, "seed": seed, "scores": {"mimicry_success": {"base": 0.0, "clean": clean}}}
+
+    assert seed_spread([case("a", 0, 0.9), case("b", 0, 0.5)]) is None, "one seed per victim: no spread"
+    spread = seed_spread([case("a", 0, 0.9), case("a", 1, 0.7), case("b", 0, 0.5), case("b", 1, 0.5),
+                          case("c", 0, 0.8)])
+    assert spread["victims"] == 2 and spread["mean_range"] == pytest.approx(0.1)
+    assert spread["pooled_sd"] == pytest.approx((0.02 / 2) ** 0.5)  # squares 0.01 + 0.01 + 0 + 0 over 2 degrees
+
+
 def test_a_protection_is_measured_against_no_cloak():
     """Protection success counts the clean mimic's own misses; the report sets it beside what no cloak gives and
     states each protection's paired mimicry drop (clean share minus cloaked share, case by case)."""

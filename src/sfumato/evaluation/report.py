@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -101,11 +102,34 @@ def _aggregate(cases: list[dict]) -> dict:
                 row["mimicry_cloaked"] = _mean(c["scores"]["mimicry_success"]["cloaked"] for c in mine)
                 row["protection_success"] = _mean(c["scores"]["protection_success"] for c in mine)
             out["per_victim"][artist] = row
+        spread = seed_spread(judged)
+        if spread is not None:
+            out["seed_spread"] = spread
     out["frechet_to_real"] = {k: _mean(c["scores"][k]["frechet_to_real"] for c in cases) for k in sides}
     if protected:
         out["visibility"] = {k: _mean(c["scores"]["visibility"][k]["mean"] for c in cases)
                              for k in ("perceptual_distance", "psnr_db", "ssim", "linf_levels")}
     return out
+
+
+def seed_spread(cases: list[dict]) -> dict | None:
+    """How far one victim's clean mimicry moves between its seeds: the mimic's own noise.
+
+    A case's seed draws its training images, the fine-tune's noise and the samples, so two seeds
+    of one victim are two independent runs of the same attack. Returns None unless some
+    victim ran at two seeds or more; else the number of such victims, the mean over them of
+    (largest - smallest) clean mimicry, and one run's standard deviation pooled within victims.
+    """
+    by_victim: dict[str, list[float]] = {}
+    for c in cases:
+        if "mimicry_success" in c["scores"]:
+            by_victim.setdefault(c["artist"], []).append(c["scores"]["mimicry_success"]["clean"])
+    repeated = [v for v in by_victim.values() if len(v) > 1]
+    if not repeated:
+        return None
+    squares = sum((x - statistics.fmean(v)) ** 2 for v in repeated for x in v)
+    return {"victims": len(repeated), "mean_range": statistics.fmean(max(v) - min(v) for v in repeated),
+            "pooled_sd": math.sqrt(squares / sum(len(v) - 1 for v in repeated))}
 
 
 #: Below this clean-LoRA mimicry success the attack itself has failed, and protection means nothing.
@@ -260,7 +284,7 @@ def _markdown(m: dict) -> str:
     protected = not cfg.get("clean_only")
     lines += _art_judge_rows(m)
     if "mimicry_success" in agg:
-        lines += _headline_rows(agg, protected)
+        lines += _headline_rows(agg, protected, _spread_rows(m))
     lines += _case_rows(m) if protected else _clean_case_rows(m)
     for c in m["cases"]:
         if c["figure"]:
@@ -303,7 +327,20 @@ def _art_judge_rows(m: dict) -> list[str]:
     return lines + [""]
 
 
-def _headline_rows(agg: dict, protected: bool) -> list[str]:
+def _spread_rows(m: dict) -> list[str]:
+    """The seed-to-seed sentence, beside the binomial error its sample count alone would give."""
+    spread = seed_spread(m["cases"])
+    if spread is None:
+        return []
+    samples = m["config"]["generate"]["images_per_prompt"] * len(m["config"]["generate"]["prompts"])
+    p = m["aggregate"]["mimicry_success"]["clean"]
+    return [f"Seed to seed (the mimic's own noise): over the {spread['victims']} victim(s) run at two seeds or more, "
+            f"one victim's clean mimicry moved by {100 * spread['mean_range']:.1f} points between its seeds on average; "
+            f"one run's standard deviation, pooled within victims, is {100 * spread['pooled_sd']:.1f} points, where "
+            f"{samples} samples alone would give {100 * math.sqrt(p * (1 - p) / samples):.1f}.", ""]
+
+
+def _headline_rows(agg: dict, protected: bool, spread: list[str] = ()) -> list[str]:
     ms = agg["mimicry_success"]
     lines = ["## Headline", "", "| | share judged the artist's style |", "|---|---|",
              f"| base model (never saw the artist) | {_pct(ms['base'])} |",
@@ -320,7 +357,7 @@ def _headline_rows(agg: dict, protected: bool) -> list[str]:
     else:
         lines += ["| artist | seeds | mimicry, clean (mean of seeds) |", "|---|---|---|"]
         lines += [f"| {artist} | {v['seeds']} | {_pct(v['mimicry_clean'])} |" for artist, v in agg["per_victim"].items()]
-    return lines + ["", "![scores](scores.png)", ""]
+    return lines + ["", *spread, "![scores](scores.png)", ""]
 
 
 def _clean_case_rows(m: dict) -> list[str]:
