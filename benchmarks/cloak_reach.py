@@ -47,20 +47,30 @@ def along(z_cloaked: torch.Tensor, z_x: torch.Tensor, z_target: torch.Tensor) ->
     return float(torch.dot((z_cloaked - z_x).flatten(), line) / torch.dot(line, line))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_image_args(parser: argparse.ArgumentParser) -> None:
+    """The images, model and target a reach benchmark cloaks."""
     parser.add_argument("--corpus", type=Path, default=Path("build/mini/pretrain"))
     parser.add_argument("--model", default="mini")
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--target", type=int, default=17, help="built-in style index all images are cloaked toward")
     parser.add_argument("--seed", type=int, default=3)
+
+
+def pick_images(corpus: Path, count: int, seed: int) -> list[torch.Tensor]:
+    """``count`` crops of a corpus folder, drawn with a fixed seed, as (3, H, W) in [0, 1]."""
+    rows = read_manifest(corpus)
+    pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:count].tolist()
+    return list(load_images([rows[i] for i in pick]).float() / 255)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_image_args(parser)
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated names from SETTINGS")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cloak-reach-mini"))
     args = parser.parse_args()
 
-    rows = read_manifest(args.corpus)
-    pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(args.seed))[: args.images].tolist()
-    images = list(load_images([rows[i] for i in pick]).float() / 255)
+    images = pick_images(args.corpus, args.images, args.seed)
     cloaker = Cloaker(args.model)
     encoder, target = cloaker.encoder, BuiltinStyle(args.target)
     results = {}
