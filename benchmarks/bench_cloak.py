@@ -13,7 +13,9 @@ JSON file and a Markdown table; nothing is asserted.
 ``--random-vae`` builds an AutoencoderKL with random weights in a given
 architecture (speed does not depend on the weights): ``mini-like`` (8x
 downsampling, widths 32/64/128/128, ~3 M parameters; the planned size of
-sfumato-mini's autoencoder) or ``sd`` (Stable Diffusion 1.5's VAE layout, 84 M).
+sfumato-mini's autoencoder), ``mini`` (the shipped sfumato-mini's layout: beside
+the trained weights, it shows what training did to how far a cloak reaches) or
+``sd`` (Stable Diffusion 1.5's VAE layout, 84 M).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ QUALITIES = ["preview", "faster", "default", "slower"]
 RANDOM_VAES = {
     "mini-like": dict(block_out_channels=(32, 64, 128, 128), layers_per_block=1, norm_num_groups=16, sample_size=128),
     "sd": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32, sample_size=512),
+    # the shipped sfumato-mini's own layout: beside the trained weights, what training did to the encoder's reach
+    "mini": dict(block_out_channels=(16, 32, 64, 64), layers_per_block=1, norm_num_groups=4, latent_channels=8,
+                 sample_size=128),
 }
 
 
@@ -41,9 +46,9 @@ def build_random_vae(kind: str, folder: Path) -> Path:
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)  # a script, not library code: seeds the random weights
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        **RANDOM_VAES[kind])
+    layout = dict(in_channels=3, out_channels=3, latent_channels=4,
+                  down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    vae = AutoencoderKL(**(layout | RANDOM_VAES[kind]))
     vae.save_pretrained(folder)
     return folder
 
