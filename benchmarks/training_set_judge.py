@@ -9,9 +9,9 @@ victim's style says whether a cleaning already takes the style away before any f
     python benchmarks/training_set_judge.py --work build/eval/mini-full --countermeasure upscale:0.1 \\
         --cases artist07-seed0 artist20-seed0 artist24-seed0 --out benchmarks/results/training-set-judge-upscale
 
-The originals are cleaned here, with the model's purifier at the cloak's default budget and the
-case's seed (the harness's clean side may have run on another machine); the cloaks' cleaned
-copies are the harness's own.
+The cleaned copies are the harness's own where the work folder kept them. A clean side kept
+from another machine left no cleaned originals here; they are then cleaned anew, with the
+model's purifier at the cloak's default budget and the case's seed.
 """
 
 from __future__ import annotations
@@ -28,13 +28,9 @@ from sfumato.config import resolve_config
 from sfumato.countermeasures import Purifier, apply_countermeasure, parse_countermeasure
 from sfumato.evaluation.contract import hardware
 from sfumato.evaluation.metrics import judged_shares
+from sfumato.evaluation.run import countermeasure_suffix
 from sfumato.evaluation.stages import image_set
 from sfumato.judge import load_judge
-
-
-def stage_tag(spec: str) -> str:
-    """A countermeasure's part of a stage folder's name: ``upscale:0.1`` -> ``upscale0p1``."""
-    return parse_countermeasure(spec).spec.replace(":", "").replace(".", "p")
 
 
 def main() -> None:
@@ -49,7 +45,7 @@ def main() -> None:
     judge, cloaker = load_judge(), Cloaker(args.model)
     budget = resolve_config().perceptual_budget(cloaker.perceptual.name)
     purifier = Purifier(cloaker.pipeline, cloaker.perceptual, budget=budget)
-    tag = stage_tag(args.countermeasure)
+    suffix = countermeasure_suffix(parse_countermeasure(args.countermeasure).spec)
 
     def share(images: torch.Tensor, style: int) -> float:
         with torch.no_grad():
@@ -60,13 +56,14 @@ def main() -> None:
         artist, seed = re.fullmatch(r"artist(\d+)-seed(\d+)", case).groups()
         style, folder = int(artist), args.work / case
         art, _ = image_set(folder / "art")
-        cleaned = apply_countermeasure(args.countermeasure, art, purifier=purifier,
-                                       generator=torch.Generator().manual_seed(int(seed)))
+        kept_clean = folder / f"countermeasure-clean{suffix}"
+        cleaned = image_set(kept_clean)[0] if kept_clean.is_dir() else apply_countermeasure(
+            args.countermeasure, art, purifier=purifier, generator=torch.Generator().manual_seed(int(seed)))
         row = {"images": len(art), "originals": share(art, style), "originals, cleaned": share(cleaned, style)}
         for protect in sorted(folder.glob("protect-*")):
             name = protect.name[len("protect-"):]
             row[name] = share(image_set(protect)[0], style)
-            kept = folder / f"countermeasure-{name}-cm-{tag}"
+            kept = folder / f"countermeasure-{name}{suffix}"
             if kept.is_dir():
                 row[f"{name}, cleaned"] = share(image_set(kept)[0], style)
         table[case] = row

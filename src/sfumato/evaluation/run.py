@@ -103,6 +103,11 @@ def _protect_key(settings) -> dict:
     return key
 
 
+def countermeasure_suffix(spec: str) -> str:
+    """A countermeasure's part of a stage folder's name: ``upscale:0.1`` -> ``-cm-upscale0p1``, ``none`` -> ``""``."""
+    return "" if spec == "none" else "-cm-" + spec.replace(":", "").replace(".", "p")
+
+
 def _suffixes(config: EvaluationConfig) -> tuple[str, str, str]:
     """Folder suffixes: the cloak's, the cloak's and countermeasure's together (the protected side
     after cleaning), and the countermeasure's alone (the clean side after cleaning).
@@ -111,8 +116,7 @@ def _suffixes(config: EvaluationConfig) -> tuple[str, str, str]:
     keep their own protected ones; each countermeasure has its own clean side, shared by all.
     """
     protect = f"-{config.variant}" if config.variant else ""
-    spec = config.protect.countermeasure
-    cm = "" if spec == "none" else "-cm-" + spec.replace(":", "").replace(".", "p")
+    cm = countermeasure_suffix(config.protect.countermeasure)
     return protect, protect + cm, cm
 
 
