@@ -93,6 +93,41 @@ def stage_corpus(args) -> None:
     build_corpus(args.work / "victim", CorpusConfig(crops_per_split=8, seed=args.seed, splits=("victim",)))
 
 
+def train_autoencoder(vae, images: torch.Tensor, *, steps: int, batch: int, lr: float, warmup: int,
+                      generator: torch.Generator, mse: float, perceptual: float, kl: float,
+                      on_step=None) -> list[dict]:
+    """Train a whole autoencoder on uint8 ``images``: ``mse`` x MSE + L1 + ``perceptual`` x feature
+    distance + ``kl`` x KL (per pixel), on random left-right mirrors, and return its log.
+
+    The ``vae`` and ``vae-tune`` stages both train this way. ``on_step(step, vae)``, when
+    given, is called before each step (the benchmarks measure the encoder along the way).
+    """
+    distance = EfficientNetLite0Distance()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    started, log = time.perf_counter(), []
+    for step, index in enumerate(batches(len(images), batch, steps, generator)):
+        if on_step is not None:
+            on_step(step, vae)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * cosine_lr(step, steps, warmup=warmup)
+        x = flip(images[index], generator).float() / 255  # (B, 3, H, W) in [0, 1]
+        posterior = vae.encode(x * 2 - 1).latent_dist
+        y = (vae.decode(posterior.sample(generator)).sample + 1) / 2
+        mse_value, l1 = F.mse_loss(y, x), (y - x).abs().mean()
+        feature = distance(y.clamp(0, 1), x).mean()
+        kl_value = posterior.kl().mean() / x[0].numel()
+        loss = mse * mse_value + l1 if mse else l1  # the same sums, in the same order, as before this was shared
+        loss = loss + perceptual * feature + kl * kl_value
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        if step % 25 == 0 or step == steps - 1:
+            log_row(log, started, step=step, mse=mse_value.item(), l1=l1.item(), perceptual=feature.item(),
+                    kl=kl_value.item(), psnr=psnr(y.detach().clamp(0, 1), x).mean().item())
+    return log
+
+
 def stage_vae(args) -> None:
     from diffusers import AutoencoderKL
 
@@ -100,26 +135,9 @@ def stage_vae(args) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     images = load_images(read_manifest(args.work / "pretrain"))
     vae = AutoencoderKL(**vae_config()).train()
-    perceptual = EfficientNetLite0Distance()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-    started, log = time.perf_counter(), []
-    for step, index in enumerate(batches(len(images), args.vae_batch, args.vae_steps, generator)):
-        for group in optimizer.param_groups:
-            group["lr"] = args.vae_lr * cosine_lr(step, args.vae_steps)
-        x = flip(images[index], generator).float() / 255  # (B, 3, 128, 128) in [0, 1]
-        posterior = vae.encode(x * 2 - 1).latent_dist
-        y = (vae.decode(posterior.sample(generator)).sample + 1) / 2
-        l1 = (y - x).abs().mean()
-        feature = perceptual(y.clamp(0, 1), x).mean()
-        kl = posterior.kl().mean() / x[0].numel()
-        loss = l1 + args.vae_perceptual * feature + args.vae_kl * kl
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
-        if step % 25 == 0 or step == args.vae_steps - 1:
-            log_row(log, started, step=step, l1=l1.item(), perceptual=feature.item(), kl=kl.item(),
-                    psnr=psnr(y.detach().clamp(0, 1), x).mean().item())
+    started = time.perf_counter()
+    log = train_autoencoder(vae, images, steps=args.vae_steps, batch=args.vae_batch, lr=args.vae_lr, warmup=50,
+                            generator=generator, mse=0.0, perceptual=args.vae_perceptual, kl=args.vae_kl)
     save_stage(vae, args.work / "vae", log, args, started)
 
 
@@ -135,26 +153,9 @@ def stage_vae_tune(args) -> None:
     generator = torch.Generator().manual_seed(args.seed + 1)
     images = tuning_images(args)
     vae = AutoencoderKL.from_pretrained(args.work / "vae").train()
-    perceptual = EfficientNetLite0Distance()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.tune_lr, weight_decay=0.0)
-    started, log = time.perf_counter(), []
-    for step, index in enumerate(batches(len(images), args.vae_batch, args.tune_steps, generator)):
-        for group in optimizer.param_groups:
-            group["lr"] = args.tune_lr * cosine_lr(step, args.tune_steps, warmup=20)
-        x = flip(images[index], generator).float() / 255
-        posterior = vae.encode(x * 2 - 1).latent_dist
-        y = (vae.decode(posterior.sample(generator)).sample + 1) / 2
-        mse, l1 = F.mse_loss(y, x), (y - x).abs().mean()
-        feature = perceptual(y.clamp(0, 1), x).mean()
-        kl = posterior.kl().mean() / x[0].numel()
-        loss = 4 * mse + l1 + args.tune_perceptual * feature + args.vae_kl * kl
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
-        if step % 25 == 0 or step == args.tune_steps - 1:
-            log_row(log, started, step=step, mse=mse.item(), perceptual=feature.item(), kl=kl.item(),
-                    psnr=psnr(y.detach().clamp(0, 1), x).mean().item())
+    started = time.perf_counter()
+    log = train_autoencoder(vae, images, steps=args.tune_steps, batch=args.vae_batch, lr=args.tune_lr, warmup=20,
+                            generator=generator, mse=4.0, perceptual=args.tune_perceptual, kl=args.vae_kl)
     save_stage(vae, args.work / "vae-tune", log, args, started, images=len(images))
 
 

@@ -1,0 +1,46 @@
+"""scripts/train_mini.py's shared autoencoder loop, on a tiny random autoencoder."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from conftest import get_dummy_vae
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_mini.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_mini", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def train(steps: int, calls: list, **weights):
+    images = torch.randint(0, 256, (6, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    vae = get_dummy_vae().train()
+    log = load_script().train_autoencoder(vae, images, steps=steps, batch=2, lr=1e-3, warmup=1,
+                                          generator=torch.Generator().manual_seed(0),
+                                          on_step=lambda step, model: calls.append(step), **weights)
+    return vae, log
+
+
+def test_train_autoencoder_calls_the_hook_before_every_step_and_logs():
+    calls = []
+    vae, log = train(3, calls, mse=4.0, perceptual=0.03, kl=1e-5)
+    assert calls == [0, 1, 2]
+    assert [row["step"] for row in log] == [0, 2]
+    assert {"mse", "l1", "perceptual", "kl", "psnr", "seconds"} <= set(log[0])
+    assert not torch.equal(vae.encoder.conv_in.weight, get_dummy_vae().encoder.conv_in.weight)
+
+
+def test_train_autoencoder_is_deterministic_and_its_weights_matter():
+    first, _ = train(2, [], mse=0.0, perceptual=0.03, kl=1e-5)
+    again, _ = train(2, [], mse=0.0, perceptual=0.03, kl=1e-5)
+    other, _ = train(2, [], mse=0.0, perceptual=0.0, kl=1e-5)
+    weight = lambda vae: vae.encoder.conv_in.weight  # noqa: E731
+    assert torch.equal(weight(first), weight(again))
+    assert not torch.equal(weight(first), weight(other))
