@@ -9,7 +9,8 @@ recipe, and at each checkpoint cloaks the same pretraining crops with the cap al
 ``cloak_reach.py``) and the reconstruction PSNR of those crops (an encoder that cannot yet
 reconstruct says little). Recipes differ from the stage in one term each.
 
-    python benchmarks/vae_reach.py --recipe stage --steps 800 --out benchmarks/results/vae-reach-stage
+    python benchmarks/vae_reach.py --recipe stage --stop 800 --checkpoints 0,50,100,200,400,800 \
+        --out benchmarks/results/vae-reach/stage
 
 Images: pretraining-artist crops (the ones the stage trains on), never a victim's or the
 judge's; ``build/mini/pretrain`` comes from ``python scripts/train_mini.py --stage corpus``.
@@ -93,7 +94,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--target", type=int, default=17, help="built-in style index all images are cloaked toward")
     parser.add_argument("--seed", type=int, default=3, help="picks the measured crops")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/vae-reach-stage"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/vae-reach/stage"))
     args = parser.parse_args()
     stop = args.stop or args.steps
     checkpoints = sorted({int(c) for c in args.checkpoints.split(",") if int(c) < stop} | {stop})
@@ -107,28 +108,16 @@ def main() -> None:
     target = BuiltinStyle(args.target)
     vae = AutoencoderKL(**(vae_config() | LAYOUTS[args.layout])).train()
     rows, started = [], time.perf_counter()
-    folder = Path(tempfile.mkdtemp(prefix="vae-reach-"))
+    with tempfile.TemporaryDirectory(prefix="vae-reach-") as folder:
+        def on_step(step, model):
+            if step in checkpoints:
+                figures = measure(model, images, target, Path(folder))
+                rows.append({"step": step, **figures, "seconds": time.perf_counter() - started})
+                print(json.dumps(rows[-1]), flush=True)
 
-    def on_step(step, model):
-        if step in checkpoints:
-            figures = measure(model, images, target, folder)
-            rows.append({"step": step, **figures, "seconds": time.perf_counter() - started})
-            print(json.dumps(rows[-1]), flush=True)
-
-    class Stop(Exception):
-        pass
-
-    def until_stop(step, model):
-        on_step(step, model)
-        if step == stop:
-            raise Stop
-
-    try:
+        # the vae stage's batch, learning rate and warm-up (scripts/train_mini.py's defaults)
         train_autoencoder(vae, train_images, steps=args.steps, batch=16, lr=1e-3, warmup=50, generator=generator,
-                          on_step=until_stop, **RECIPES[args.recipe])
-    except Stop:
-        pass
-    if stop == args.steps:
+                          on_step=on_step, stop=stop, **RECIPES[args.recipe])
         on_step(stop, vae)
 
     record = {"recipe": args.recipe, "layout": args.layout, "weights": RECIPES[args.recipe], "steps": args.steps,

@@ -95,17 +95,20 @@ def stage_corpus(args) -> None:
 
 def train_autoencoder(vae, images: torch.Tensor, *, steps: int, batch: int, lr: float, warmup: int,
                       generator: torch.Generator, mse: float, perceptual: float, kl: float,
-                      on_step=None) -> list[dict]:
+                      on_step=None, stop: int | None = None) -> list[dict]:
     """Train a whole autoencoder on uint8 ``images``: ``mse`` x MSE + L1 + ``perceptual`` x feature
     distance + ``kl`` x KL (per pixel), on random left-right mirrors, and return its log.
 
     The ``vae`` and ``vae-tune`` stages both train this way. ``on_step(step, vae)``, when
-    given, is called before each step (the benchmarks measure the encoder along the way).
+    given, is called before each step (the benchmarks measure the encoder along the way);
+    ``stop`` ends the run after that many steps of the ``steps``-long schedule.
     """
     distance = EfficientNetLite0Distance()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     started, log = time.perf_counter(), []
     for step, index in enumerate(batches(len(images), batch, steps, generator)):
+        if step == stop:
+            break
         if on_step is not None:
             on_step(step, vae)
         for group in optimizer.param_groups:

@@ -19,12 +19,12 @@ def load_script():
     return module
 
 
-def train(steps: int, calls: list, **weights):
+def train(steps: int, calls: list, stop: int | None = None, **weights):
     images = torch.randint(0, 256, (6, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     vae = get_dummy_vae().train()
     log = load_script().train_autoencoder(vae, images, steps=steps, batch=2, lr=1e-3, warmup=1,
                                           generator=torch.Generator().manual_seed(0),
-                                          on_step=lambda step, model: calls.append(step), **weights)
+                                          on_step=lambda step, model: calls.append(step), stop=stop, **weights)
     return vae, log
 
 
@@ -44,3 +44,11 @@ def test_train_autoencoder_is_deterministic_and_its_weights_matter():
     weight = lambda vae: vae.encoder.conv_in.weight  # noqa: E731
     assert torch.equal(weight(first), weight(again))
     assert not torch.equal(weight(first), weight(other))
+
+
+def test_train_autoencoder_stops_early_on_the_longer_schedule():
+    calls = []
+    stopped, log = train(5, calls, stop=3, mse=0.0, perceptual=0.0, kl=0.0)
+    assert calls == [0, 1, 2] and [row["step"] for row in log] == [0]
+    short, _ = train(3, [], mse=0.0, perceptual=0.0, kl=0.0)  # a 3-step schedule decays its learning rate sooner
+    assert not torch.equal(stopped.encoder.conv_in.weight, short.encoder.conv_in.weight)
