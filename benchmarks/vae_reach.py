@@ -70,10 +70,10 @@ def measure(vae, images: torch.Tensor, target: BuiltinStyle, folder: Path) -> di
 
 def markdown(record: dict) -> str:
     """The run's table: PSNR and the cloak's share of the way at each checkpoint."""
-    r, hw, layout = record, record["hardware"], record.get("layout", "mini")
+    r, hw, layout = record, record["hardware"], record["layout"]
     lines = [f"# The cloak's reach along autoencoder training: recipe {r['recipe']}, layout {layout}", "",
              f"`python benchmarks/vae_reach.py --recipe {r['recipe']} --layout {layout} --steps {r['steps']} "
-             f"--stop {r['stop']} --checkpoints {r.get('checkpoints', '0,50,100,200,400,800')}` on {hw['cpu']}, "
+             f"--stop {r['stop']} --checkpoints {r['checkpoints']}` on {hw['cpu']}, "
              f"{hw['threads']} thread(s). Loss weights {r['weights']}. {r['images']} pretraining crops cloaked toward "
              f"{r['target']} by glaze under the ±8 cap alone.", "",
              "| step | PSNR of the crops | share of the way, median | mean |", "| --- | --- | --- | --- |"]
