@@ -37,6 +37,7 @@ from sfumato.config import resolve_config  # noqa: E402
 from sfumato.corpus import load_images, read_manifest  # noqa: E402
 from sfumato.evaluation.contract import hardware  # noqa: E402
 from sfumato.mini import vae_config  # noqa: E402
+from sfumato.patch_gan import PatchDiscriminator  # noqa: E402
 from sfumato.quality import psnr  # noqa: E402
 from sfumato.targets import BuiltinStyle  # noqa: E402
 
@@ -47,6 +48,8 @@ RECIPES = {
     "perceptual-x10": {"mse": 0.0, "perceptual": 0.3, "kl": 1e-5},
     "no-kl": {"mse": 0.0, "perceptual": 0.03, "kl": 0.0},
     "mse": {"mse": 4.0, "perceptual": 0.03, "kl": 1e-5},
+    # Stable Diffusion's adversarial term (disc_weight 0.5), once the first reconstructions exist
+    "gan": {"mse": 0.0, "perceptual": 0.03, "kl": 1e-5, "gan": 0.5, "gan_start": 200},
 }
 
 #: name -> changes to sfumato-mini's autoencoder layout (``vae_config``)
@@ -116,8 +119,11 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
 
         # the vae stage's batch, learning rate and warm-up (scripts/train_mini.py's defaults)
+        recipe = RECIPES[args.recipe]
+        seeded = torch.Generator().manual_seed(1)
+        discriminator = PatchDiscriminator(generator=seeded).train() if "gan" in recipe else None
         train_autoencoder(vae, train_images, steps=args.steps, batch=16, lr=1e-3, warmup=50, generator=generator,
-                          on_step=on_step, stop=stop, **RECIPES[args.recipe])
+                          on_step=on_step, stop=stop, discriminator=discriminator, **recipe)
         on_step(stop, vae)
 
     record = {"recipe": args.recipe, "layout": args.layout, "weights": RECIPES[args.recipe], "steps": args.steps,

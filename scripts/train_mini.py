@@ -54,6 +54,7 @@ from sfumato.corpus import CorpusConfig, build_corpus, load_images, read_manifes
 from sfumato.evaluation.contract import hardware
 from sfumato.finetune import batches, diffusion_loss, encode_posteriors, sample_latents
 from sfumato.mini import vae_config
+from sfumato.patch_gan import adaptive_weight, discriminator_loss, generator_loss
 from sfumato.perceptual import EfficientNetLite0Distance
 from sfumato.quality import psnr
 from sfumato.widen import widen_decoder
@@ -95,16 +96,22 @@ def stage_corpus(args) -> None:
 
 def train_autoencoder(vae, images: torch.Tensor, *, steps: int, batch: int, lr: float, warmup: int,
                       generator: torch.Generator, mse: float, perceptual: float, kl: float,
-                      on_step=None, stop: int | None = None) -> list[dict]:
+                      on_step=None, stop: int | None = None, discriminator=None, gan: float = 0.5,
+                      gan_start: int = 0) -> list[dict]:
     """Train a whole autoencoder on uint8 ``images``: ``mse`` x MSE + L1 + ``perceptual`` x feature
     distance + ``kl`` x KL (per pixel), on random left-right mirrors, and return its log.
 
     The ``vae`` and ``vae-tune`` stages both train this way. ``on_step(step, vae)``, when
     given, is called before each step (the benchmarks measure the encoder along the way);
-    ``stop`` ends the run after that many steps of the ``steps``-long schedule.
+    ``stop`` ends the run after that many steps of the ``steps``-long schedule. With a
+    ``discriminator`` (:class:`sfumato.patch_gan.PatchDiscriminator`), from step ``gan_start``
+    on the loss gains ``gan`` x λ x L_G and the discriminator trains beside it, as Stable
+    Diffusion's autoencoder was trained (:mod:`sfumato.patch_gan`).
     """
     distance = EfficientNetLite0Distance()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    if discriminator is not None:  # the taming-transformers optimiser settings
+        d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.9))
     started, log = time.perf_counter(), []
     for step, index in enumerate(batches(len(images), batch, steps, generator)):
         if step == stop:
@@ -120,14 +127,27 @@ def train_autoencoder(vae, images: torch.Tensor, *, steps: int, batch: int, lr: 
         feature = distance(y.clamp(0, 1), x).mean()
         kl_value = posterior.kl().mean() / x[0].numel()
         loss = mse * mse_value + l1 if mse else l1  # the same sums, in the same order, as before this was shared
-        loss = loss + perceptual * feature + kl * kl_value
+        reconstruction = loss + perceptual * feature
+        loss = reconstruction + kl * kl_value
+        adversarial = discriminator is not None and step >= gan_start
+        if adversarial:
+            g_loss = generator_loss(discriminator(y * 2 - 1))
+            weight = adaptive_weight(reconstruction, g_loss, vae.decoder.conv_out.weight)
+            loss = loss + gan * weight * g_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
+        if adversarial:
+            d_loss = discriminator_loss(discriminator(x * 2 - 1), discriminator(y.detach() * 2 - 1))
+            d_optimizer.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_optimizer.step()
         if step % 25 == 0 or step == steps - 1:
+            gan_row = {} if not adversarial else {"g_loss": g_loss.item(), "d_loss": d_loss.item(),
+                                                   "gan_weight": weight.item()}
             log_row(log, started, step=step, mse=mse_value.item(), l1=l1.item(), perceptual=feature.item(),
-                    kl=kl_value.item(), psnr=psnr(y.detach().clamp(0, 1), x).mean().item())
+                    kl=kl_value.item(), psnr=psnr(y.detach().clamp(0, 1), x).mean().item(), **gan_row)
     return log
 
 

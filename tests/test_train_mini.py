@@ -52,3 +52,18 @@ def test_train_autoencoder_stops_early_on_the_longer_schedule():
     assert calls == [0, 1, 2] and [row["step"] for row in log] == [0]
     short, _ = train(3, [], mse=0.0, perceptual=0.0, kl=0.0)  # a 3-step schedule decays its learning rate sooner
     assert not torch.equal(stopped.encoder.conv_in.weight, short.encoder.conv_in.weight)
+
+
+def test_train_autoencoder_adds_the_adversarial_term_from_its_start():
+    from sfumato.patch_gan import PatchDiscriminator
+
+    weights = dict(mse=0.0, perceptual=0.0, kl=1e-5)
+    discriminator = lambda: PatchDiscriminator(width=4, generator=torch.Generator().manual_seed(2))  # noqa: E731
+    plain, _ = train(3, [], **weights)
+    late, _ = train(3, [], discriminator=discriminator(), gan_start=3, **weights)  # never reached
+    judge = discriminator()
+    adversarial, log = train(3, [], discriminator=judge, gan_start=1, **weights)
+    assert torch.equal(plain.encoder.conv_in.weight, late.encoder.conv_in.weight)
+    assert not torch.equal(plain.encoder.conv_in.weight, adversarial.encoder.conv_in.weight)
+    assert "g_loss" not in log[0] and {"g_loss", "d_loss", "gan_weight"} <= set(log[1])
+    assert not torch.equal(judge[0].weight, discriminator()[0].weight)  # the discriminator trained too
