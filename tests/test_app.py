@@ -346,7 +346,7 @@ def test_about_tab_and_readme_quote_every_reports_verdict():
     """The figure a person reads is each report's verdict (over the cases where the attack worked), with the
     protection, its intensity and its PSNR, read from the committed metrics.json, never a mean inflated by
     failed attacks."""
-    from sfumato.evaluation.report import headline
+    from sfumato.evaluation.summary import headline
     from sfumato.ui.app import RESULTS, about_text, report_verdict
 
     readme = (RESULTS.parents[1] / "README.md").read_text()

@@ -234,7 +234,7 @@ def test_clean_only_run_scores_the_mimic_without_a_cloak_and_the_full_run_reuses
     assert agg["attack_worked"] == {"cases": int(agg["mimicry_success"]["clean"] >= 0.6)}
     text = (tmp_path / "report" / "report.md").read_text()
     assert "clean-only run" in text and "**Protection success**" not in text
-    from sfumato.evaluation.report import headline
+    from sfumato.evaluation.summary import headline
 
     assert headline(metrics).startswith("clean-only run, no cloak: the mimic trained on the originals reached")
     messages = []
@@ -426,7 +426,7 @@ def test_retrained_weights_at_the_same_path_rerun_the_stages_and_a_rewritten_car
 
 
 def test_verdict_says_when_the_attack_itself_failed():
-    from sfumato.evaluation.report import verdict
+    from sfumato.evaluation.summary import verdict
 
     failed = {"mimicry_success": {"base": 0.0, "clean": 0.14, "cloaked": 0.14}, "protection_success": 0.86}
     assert "attack did not work" in verdict(failed) and "nothing about protection" in verdict(failed)
@@ -439,7 +439,7 @@ def test_verdict_says_when_the_attack_itself_failed():
 
 
 def test_verdict_separates_cases_where_the_attack_failed():
-    from sfumato.evaluation.report import _aggregate, verdict
+    from sfumato.evaluation.summary import aggregate, verdict
 
     def case(artist, clean, cloaked):
         scores = {"mimicry_success": {"base": 0.0, "clean": clean, "cloaked": cloaked},
@@ -447,12 +447,12 @@ def test_verdict_separates_cases_where_the_attack_failed():
                   "visibility": {k: {"mean": 1.0} for k in ("perceptual_distance", "psnr_db", "ssim", "linf_levels")}}
         return {"artist": artist, "seed": 0, "scores": scores}
 
-    aggregate = _aggregate([case("a", 0.4, 0.3), case("b", 0.9, 0.8)])
-    assert aggregate["attack_worked"]["cases"] == 1
-    assert aggregate["attack_worked"]["protection_success"] == pytest.approx(0.2)
-    text = verdict(aggregate)
+    figures = aggregate([case("a", 0.4, 0.3), case("b", 0.9, 0.8)])
+    assert figures["attack_worked"]["cases"] == 1
+    assert figures["attack_worked"]["protection_success"] == pytest.approx(0.2)
+    text = verdict(figures)
     assert "only partly" in text and "In 1 of 2 cases" in text and "protection success is 20.0 %" in text
-    assert "In " not in verdict(_aggregate([case("b", 0.9, 0.8)]))
+    assert "In " not in verdict(aggregate([case("b", 0.9, 0.8)]))
 
 
 def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipeline_dir, victim_corpus, tmp_path,
@@ -505,7 +505,7 @@ def test_benchmark_shares_the_clean_stages_and_compares_protections(tiny_pipelin
     for name in ("report.md", "metrics.json", "frontier.png", "grid.png"):
         assert (tmp_path / "report" / name).is_file(), name
     assert "| sds | 8 |" in (tmp_path / "report" / "report.md").read_text()
-    from sfumato.evaluation.report import ATTACK_WORKS
+    from sfumato.evaluation.summary import ATTACK_WORKS
 
     assert metrics["no_cloak_protection_success"] == pytest.approx(1 - metrics["clean_mimicry"]) or \
         metrics["clean_mimicry"] < ATTACK_WORKS
@@ -748,7 +748,7 @@ def test_standard_error_over_cases():
 
 
 def test_seed_spread_pools_each_victims_seeds_and_needs_a_repeat():
-    from sfumato.evaluation.report import seed_spread
+    from sfumato.evaluation.summary import seed_spread
 
     def case(artist, seed, clean):
         return {"artist": artist, "seed": seed, "scores": {"mimicry_success": {"base": 0.0, "clean": clean}}}

@@ -23,7 +23,7 @@ from .config import EvaluationConfig
 from .contract import comparison_command
 from .metrics import standard_error
 from .parts import part_is_kept, run_part
-from .report import ATTACK_WORKS
+from .summary import ATTACK_WORKS
 from .workers import as_built
 
 __all__ = ["run_benchmark", "run_part", "part_is_kept", "standard_error", "write_benchmark_report", "benchmark_headline"]

@@ -15,9 +15,10 @@ from .config import EvaluationConfig
 from .contract import cpus_of_cases, cpus_words, hardware_words, versions
 from .metrics import standard_error
 from ..config import resolve_config
-from .report import ATTACK_WORKS, _palette
+from .charts import palette
 from .run import case_folders, cases
 from .stages import image_set
+from .summary import ATTACK_WORKS, pct
 
 __all__ = ["write_benchmark_report", "benchmark_headline", "frontier_figure", "grid_rows", "grid_figure", "SPEED_FILE"]
 
@@ -108,7 +109,7 @@ def frontier_figure(figures: dict, path: Path, *, no_cloak: float | None = None)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
-    _palette(path)
+    palette(path)
 
 
 #: Generated samples per row of the benchmark's grid.
@@ -126,7 +127,7 @@ def grid_rows(single: EvaluationConfig, work: Path, part: Path) -> None:
                                  ("cloaked", f["protect"], f["generate-cloaked"])):
         strip = torch.cat([image_set(art)[0][0], *image_set(generated)[0][:GRID_SAMPLES]], dim=-1)
         Image.fromarray((strip.permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(part / f"row-{name}.png")
-        _palette(part / f"row-{name}.png")
+        palette(part / f"row-{name}.png")
 
 
 def grid_figure(runs: dict, config: EvaluationConfig, parts: Path, path: Path) -> None:
@@ -154,7 +155,7 @@ def grid_figure(runs: dict, config: EvaluationConfig, parts: Path, path: Path) -
     fig.tight_layout(pad=0.3)
     fig.savefig(path, dpi=80)
     plt.close(fig)
-    _palette(path)
+    palette(path)
 
 
 #: The protections issue's goal: protection success at the default intensity (±8 levels, PSNR >= 32 dB).
@@ -170,12 +171,12 @@ def goal_verdict(metrics: dict) -> str:
     reached = [(n, f) for n, f in rows if f["protection_success"] >= GOAL and f["psnr_db"] >= 32]
     so_far = " so far" if metrics.get("missing") else ""
     if reached:
-        return ("At ±8 levels " + ", ".join(f"{n} ({_pct(f['protection_success'])}, PSNR {f['psnr_db']:.1f} dB)"
+        return ("At ±8 levels " + ", ".join(f"{n} ({pct(f['protection_success'])}, PSNR {f['psnr_db']:.1f} dB)"
                                             for n, f in reached)
                 + f" {'reaches' if len(reached) == 1 else 'reach'} the {100 * GOAL:.0f} % goal.")
     name, best = max(rows, key=lambda row: row[1]["protection_success"])
     return (f"No protection reaches the {100 * GOAL:.0f} % goal at ±8 levels{so_far}: the best of the {len(rows)} "
-            f"measured is {name} at {_pct(best['protection_success'])} (PSNR {best['psnr_db']:.1f} dB).")
+            f"measured is {name} at {pct(best['protection_success'])} (PSNR {best['psnr_db']:.1f} dB).")
 
 
 def benchmark_headline(metrics: dict) -> str:
@@ -186,7 +187,7 @@ def benchmark_headline(metrics: dict) -> str:
     worked = rows[0][1]["cases_where_attack_worked"] if rows else 0
     missing = metrics.get("missing") or []
     return (f"protection success at ±8 levels over the {worked} of {len(metrics['cases'])} case(s) where the clean "
-            f"mimic worked: " + ", ".join(f"{name} {_pct(f['protection_success'])} (PSNR {f['psnr_db']:.1f} dB)"
+            f"mimic worked: " + ", ".join(f"{name} {pct(f['protection_success'])} (PSNR {f['psnr_db']:.1f} dB)"
                                          for name, f in rows) + "."
             + _no_cloak_words(metrics) + f" {goal_verdict(metrics)}"
             + (f" Not measured yet: {'; '.join(missing)}." if missing else ""))
@@ -195,7 +196,7 @@ def benchmark_headline(metrics: dict) -> str:
 def _no_cloak_words(metrics: dict) -> str:
     """' Without a cloak the same measure gives X %.' (the clean mimic's own misses), where the report has it."""
     floor = metrics.get("no_cloak_protection_success")
-    return "" if floor is None else f" Without a cloak the same measure gives {_pct(floor)} (the clean mimic's misses)."
+    return "" if floor is None else f" Without a cloak the same measure gives {pct(floor)} (the clean mimic's misses)."
 
 
 def _signed_points(value, se) -> str:
@@ -210,17 +211,14 @@ def _binomial_points(images: int) -> int:
     return round(100 * math.sqrt(0.25 / images))
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f} %"
-
 
 def _markdown(metrics: dict) -> str:
     cfg = metrics["config"]
     lora, gen = cfg["lora"], cfg["generate"]
     lines = [f"# Protections compared: `{metrics['name']}`", "",
              f"Cases ({len(metrics['cases'])}): {', '.join(metrics['cases'])}. Clean mimicry (the mimic trained on the "
-             f"originals): {_pct(metrics['clean_mimicry'])} on average; per case "
-             + ", ".join(f"{k} {_pct(v)}" for k, v in metrics["clean_mimicry_per_case"].items()) + ".", "",
+             f"originals): {pct(metrics['clean_mimicry'])} on average; per case "
+             + ", ".join(f"{k} {pct(v)}" for k, v in metrics["clean_mimicry_per_case"].items()) + ".", "",
              f"Mimic: LoRA rank {lora['rank']}, {lora['steps']} steps, learning rate {lora['learning_rate']}, "
              f"{cfg['images']} images; {gen['images_per_prompt']} images per prompt, {gen['steps']} sampling steps, "
              f"guidance {gen['guidance']}. Protection success = 1 − the share of the cloaked mimic's images judged "
@@ -230,7 +228,7 @@ def _markdown(metrics: dict) -> str:
     floor = metrics.get("no_cloak_protection_success")
     if floor is not None:
         se = metrics.get("no_cloak_protection_success_se")
-        lines += [f"**Without a cloak** the same measure gives {_pct(floor)}"
+        lines += [f"**Without a cloak** the same measure gives {pct(floor)}"
                   f"{'' if se is None else f' ± {100 * se:.1f}'}: a zero cloak leaves the cloaked mimic the clean one "
                   "(same images, same seeds), whose misses count as protection. What a protection itself does is its "
                   "*mimicry drop*, the clean mimic's share minus the cloaked mimic's, case by case (in points; 0 for "
@@ -245,11 +243,11 @@ def _markdown(metrics: dict) -> str:
     for protection, entry in metrics["protections"].items():
         for level, f in sorted(entry["intensities"].items(), key=lambda kv: float(kv[0])):
             se = f.get("protection_success_se")
-            lines.append(f"| {protection} | {level} | {_pct(f['protection_success'])}"
+            lines.append(f"| {protection} | {level} | {pct(f['protection_success'])}"
                          f"{'' if se is None else f' ± {100 * se:.1f}'} ({f['cases_where_attack_worked']} cases) | "
                          f"{_signed_points(f.get('mimicry_drop'), f.get('mimicry_drop_se'))} | "
-                         f"{_pct(f['protection_success_all_cases'])} | "
-                         f"{_pct(f['judged_as_target'])} | {f['psnr_db']:.1f} | {f['ssim']:.3f} | "
+                         f"{pct(f['protection_success_all_cases'])} | "
+                         f"{pct(f['judged_as_target'])} | {f['psnr_db']:.1f} | {f['ssim']:.3f} | "
                          f"{f['perceptual_distance']:.3f} | {f['seconds_per_image'] or 'n/a'} | "
                          f"{f['peak_rss_mb'] or 'n/a'} |")
     lines += notes

@@ -30,7 +30,7 @@ from pathlib import Path
 from .config import EvaluationConfig
 from .contract import comparison_command
 from .matrix_report import row_name, write_matrix_report
-from .report import ATTACK_WORKS
+from .summary import ATTACK_WORKS
 from .workers import as_built
 
 __all__ = ["run_matrix"]

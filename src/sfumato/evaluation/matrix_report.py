@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .config import EvaluationConfig
 from .contract import cpus_of_cases, cpus_words, hardware_words, versions
-from .report import ATTACK_WORKS, _pct
+from .summary import ATTACK_WORKS, pct
 
 __all__ = ["write_matrix_report", "matrix_figures", "row_name", "ROBUST_TARGET"]
 
@@ -110,13 +110,13 @@ def _verdict(figures: dict) -> str:
         if len(bounds) == len(robust_rows) and max(bounds.values()) < ROBUST_TARGET:
             best = max(bounds, key=bounds.get)
             return (f"The {ROBUST_TARGET:.0%} bar is **not reached**, before the matrix is whole: every robust row is "
-                    f"already below it on the cells measured so far (the best, {best}, has {_pct(bounds[best])} at its "
+                    f"already below it on the cells measured so far (the best, {best}, has {pct(bounds[best])} at its "
                     f"lowest, over {', '.join(measured[best])}), and the cells still to come can only lower a row's "
                     "lowest." + ruined)
         return "Not every cell the verdict needs is measured yet." + ruined
     best = max(bounds, key=bounds.get)
     held = bounds[best] >= ROBUST_TARGET
-    return (f"The best robust protection, {best}, keeps at least {_pct(bounds[best])} protection success under every "
+    return (f"The best robust protection, {best}, keeps at least {pct(bounds[best])} protection success under every "
             f"countermeasure that leaves the clean mimic working ({', '.join(fair)}): the {ROBUST_TARGET:.0%} bar is "
             f"{'reached' if held else '**not reached**'}." + ruined)
 
@@ -148,9 +148,9 @@ def write_matrix_report(config: EvaluationConfig, cleans: dict, cells: dict, out
              f"- Hardware: {hardware_words(any_part['hardware'])}{cpus_words(metrics['cpus'])}; compute {metrics['compute_seconds'] / 60:.1f} min over all cells.",
              *([f"- Command (it resumes from the kept parts and case results): `{command}`."] if command else []),
              "", "| | " + " | ".join(f"`{c}`" for c in columns) + " |", "|---" * (len(columns) + 1) + "|",
-             "| clean mimic | " + " | ".join(_pct(figures["clean"][c]["mimicry_success"]) if c in figures["clean"]
+             "| clean mimic | " + " | ".join(pct(figures["clean"][c]["mimicry_success"]) if c in figures["clean"]
                                              else "" for c in columns) + " |",
-             "| no cloak | " + " | ".join(_pct(figures["clean"][c]["no_cloak_protection_success"]) if c in figures["clean"]
+             "| no cloak | " + " | ".join(pct(figures["clean"][c]["no_cloak_protection_success"]) if c in figures["clean"]
                                           else "" for c in columns) + " |"]
     for row in figures["rows"]:
         lines.append(f"| {row} | " + " | ".join(_cell_text(figures["matrix"][row].get(c)) for c in columns) + " |")
@@ -167,14 +167,14 @@ def _cell_text(cell: dict | None) -> str:
     if cell["cases_where_attack_worked"] == 0:
         return "no clean mimic to stop"
     drop = cell.get("mimicry_drop")  # best has none: its countermeasure differs from case to case
-    return (_pct(cell["protection_success"]) + ("" if drop is None else f" ({100 * drop:+.1f})")
+    return (pct(cell["protection_success"]) + ("" if drop is None else f" ({100 * drop:+.1f})")
             + (" †" if "own_clean_side" in cell else ""))
 
 
 def _own_clean_sides(figures: dict) -> list[str]:
     """The note under the table for the cells (†) scored against a clean side of their own, not their column's."""
     own = [f"{row} against {cm} ({cell['own_clean_side']['hardware']}, clean mimic "
-           f"{_pct(cell['own_clean_side']['mimicry_success'])})"
+           f"{pct(cell['own_clean_side']['mimicry_success'])})"
            for row, cells in figures["matrix"].items() for cm, cell in cells.items() if "own_clean_side" in cell]
     if not own:
         return []

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..corpus import artist_token
 from .contract import hardware_words
-from .report import _palette, _pct
+from .charts import palette
 from .stages import image_set
+from .summary import pct
 
 __all__ = ["write_poisoning_report", "ATTACK_TARGET"]
 
@@ -58,17 +59,17 @@ def _verdict(metrics: dict, p) -> str:
                and (str(n) not in dirty or f["attack_success"] > dirty[str(n)]["attack_success"])]
     if reached:
         return (f"the poison works: at N = {min(reached)} poisoned pairs among {p.clean_pairs} clean ones, "
-                f"{_pct(poison[str(min(reached))]['attack_success'])} of the images for \"a painting by "
+                f"{pct(poison[str(min(reached))]['attack_success'])} of the images for \"a painting by "
                 f"{metrics['concept']}\" are judged {metrics['destination']}"
                 + (", more than with dirty-label pairs." if dirty else " (no dirty-label pairs were run)."))
     best = max((f["attack_success"], int(n)) for n, f in poison.items()) if poison else (None, None)
     verdict = (f"the poison does not reach {ATTACK_TARGET:.0%} at any N up to {max(p.counts)} (best "
-               f"{_pct(best[0])} at N = {best[1]})"
+               f"{pct(best[0])} at N = {best[1]})"
                + (", or does not beat dirty-label pairs where it does." if dirty else "; no dirty-label pairs were run."))
     control = max((f["attack_success"] for f in dirty.values()), default=None)
     if control is not None and control < ATTACK_TARGET:  # the control failed too: the run cannot judge the poison
         verdict += (f" The dirty-label control (the destination's own images, captioned as the concept) reached at "
-                    f"most {_pct(control)} too, so this run cannot tell whether the poison works: the trainer or "
+                    f"most {pct(control)} too, so this run cannot tell whether the poison works: the trainer or "
                     f"the judge does not reach the destination at all.")
     return verdict
 
@@ -91,7 +92,7 @@ def _curve(metrics: dict, p, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-    _palette(path)
+    palette(path)
 
 
 def _grid(work: Path, labels: dict[str, str], path: Path, samples: int = 6) -> None:
@@ -112,7 +113,7 @@ def _grid(work: Path, labels: dict[str, str], path: Path, samples: int = 6) -> N
     fig.tight_layout(pad=0.3)
     fig.savefig(path, dpi=80)
     plt.close(fig)
-    _palette(path)
+    palette(path)
 
 
 def _markdown(m: dict, p) -> str:
@@ -129,14 +130,14 @@ def _markdown(m: dict, p) -> str:
              f"**Verdict**: {m['verdict']}", "",
              "| pairs | N | judged destination (attack success) | still judged the concept | bleed-through, related | "
              "bleed-through, unrelated | others judged as prompted (collateral) |", "|---|---|---|---|---|---|---|",
-             f"| base model | - | {_pct(m['base']['attack_success'])} | {_pct(m['base']['still_concept'])} | "
-             f"{_pct(m['base']['bleed_through']['related'])} | {_pct(m['base']['bleed_through']['unrelated'])} | "
-             f"{_pct(m['base']['collateral'])} |"]
+             f"| base model | - | {pct(m['base']['attack_success'])} | {pct(m['base']['still_concept'])} | "
+             f"{pct(m['base']['bleed_through']['related'])} | {pct(m['base']['bleed_through']['unrelated'])} | "
+             f"{pct(m['base']['collateral'])} |"]
     for kind in p.kinds:
         for n, f in m[kind.replace("-", "_")].items():
-            lines.append(f"| {kind} | {n} | {_pct(f['attack_success'])} | {_pct(f['still_concept'])} | "
-                         f"{_pct(f['bleed_through']['related'])} | {_pct(f['bleed_through']['unrelated'])} | "
-                         f"{_pct(f['collateral'])} |")
+            lines.append(f"| {kind} | {n} | {pct(f['attack_success'])} | {pct(f['still_concept'])} | "
+                         f"{pct(f['bleed_through']['related'])} | {pct(f['bleed_through']['unrelated'])} | "
+                         f"{pct(f['collateral'])} |")
     lines += ["", "![attack success against N](attack-success.png)", "", "![a painting by the concept](grid.png)", ""]
     if m.get("poison_set"):
         s = m["poison_set"]

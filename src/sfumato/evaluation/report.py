@@ -1,202 +1,16 @@
-"""The report: a side-by-side figure per case, a bar chart, ``metrics.json`` and ``report.md``."""
+"""The report of a mimicry evaluation: ``metrics.json``, ``report.md`` and its figures (:mod:`.charts`)."""
 
 from __future__ import annotations
 
 import json
 import math
-import statistics
 from pathlib import Path
 
+from .charts import score_chart, side_by_side
 from .contract import hardware, hardware_words, versions
-from .stages import image_set
+from .summary import aggregate, pct, seed_spread, verdict
 
-__all__ = ["write_report", "write_case_entries", "side_by_side", "score_chart", "verdict", "headline", "ATTACK_WORKS"]
-
-COLUMNS = (("art", "original"), ("protect", "cloaked copy"), ("generate-clean", "mimic trained on originals"),
-           ("generate-cloaked", "mimic trained on cloaked"))
-
-
-def side_by_side(folders: dict, out: Path, rows: int = 4) -> None:
-    """Originals | cloaked copies | clean-LoRA | cloaked-LoRA images; generated columns share prompt and seed.
-
-    ``folders`` maps each stage (``art``, ``protect``, ``generate-clean``, ``generate-cloaked``) to its folder;
-    a column whose stage is missing (the protected side of a clean-only run) is left out.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = [(name, title) for name, title in COLUMNS if name in folders]  # a clean-only run has two
-    sets = [image_set(folders[name])[0] for name, _ in columns]
-    rows = min(rows, *(len(s) for s in sets))
-    fig, axes = plt.subplots(rows, len(columns), figsize=(1.9 * len(columns), 1.9 * rows + 0.3), squeeze=False)
-    for c, ((_, title), images) in enumerate(zip(columns, sets)):
-        for r in range(rows):
-            ax = axes[r][c]
-            ax.imshow(images[r].permute(1, 2, 0).numpy())
-            ax.set_xticks([]), ax.set_yticks([])
-            if r == 0:
-                ax.set_title(title, fontsize=8)
-    fig.tight_layout(pad=0.3)
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
-    _palette(out)
-
-
-def _palette(path: Path) -> None:
-    """Rewrite a PNG with a 256-colour palette: a third of the size, for committed reports."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        small = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
-    small.save(path, optimize=True)
-
-
-def score_chart(cases: list[dict], out: Path) -> None:
-    """Grouped bars per case: the share judged the artist's style for base, clean-LoRA and cloaked-LoRA images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    judged = [c for c in cases if "mimicry_success" in c["scores"]]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(judged) + 1.5), 3.0))
-    width = 0.27
-    for k, (key, label) in enumerate((("base", "base model"), ("clean", "LoRA on originals"),
-                                      ("cloaked", "LoRA on cloaked"))[:len(judged[0]["scores"]["mimicry_success"])]):
-        values = [100 * c["scores"]["mimicry_success"][key] for c in judged]
-        ax.bar([i + (k - 1) * width for i in range(len(judged))], values, width, label=label)
-    ax.set_xticks(range(len(judged)), [c["case"] for c in judged], rotation=30, ha="right", fontsize=7)
-    ax.set_ylabel("judged the artist's style (%)", fontsize=8)
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-
-
-def _mean(values) -> float | None:
-    values = list(values)
-    return statistics.fmean(values) if values else None
-
-
-def _aggregate(cases: list[dict]) -> dict:
-    judged = [c for c in cases if "mimicry_success" in c["scores"]]
-    sides = [k for k in ("base", "clean", "cloaked") if k in cases[0]["scores"]]  # no cloaked: clean-only
-    protected = "cloaked" in sides
-    out = {"cases": len(cases)}
-    if judged:
-        out["mimicry_success"] = {k: _mean(c["scores"]["mimicry_success"][k] for c in judged) for k in sides}
-        worked = [c for c in judged if c["scores"]["mimicry_success"]["clean"] >= ATTACK_WORKS]
-        out["attack_worked"] = {"cases": len(worked)}
-        if protected:
-            out["protection_success"] = _mean(c["scores"]["protection_success"] for c in judged)
-            out["attack_worked"]["protection_success"] = _mean(c["scores"]["protection_success"] for c in worked)
-        out["per_victim"] = {}
-        for artist in dict.fromkeys(c["artist"] for c in judged):
-            mine = [c for c in judged if c["artist"] == artist]
-            row = {"seeds": [c["seed"] for c in mine],
-                   "mimicry_clean": _mean(c["scores"]["mimicry_success"]["clean"] for c in mine)}
-            if protected:
-                row["mimicry_cloaked"] = _mean(c["scores"]["mimicry_success"]["cloaked"] for c in mine)
-                row["protection_success"] = _mean(c["scores"]["protection_success"] for c in mine)
-            out["per_victim"][artist] = row
-        spread = seed_spread(judged)
-        if spread is not None:
-            out["seed_spread"] = spread
-    out["frechet_to_real"] = {k: _mean(c["scores"][k]["frechet_to_real"] for c in cases) for k in sides}
-    if protected:
-        out["visibility"] = {k: _mean(c["scores"]["visibility"][k]["mean"] for c in cases)
-                             for k in ("perceptual_distance", "psnr_db", "ssim", "linf_levels")}
-    return out
-
-
-def seed_spread(cases: list[dict]) -> dict | None:
-    """How far one victim's clean mimicry moves between its seeds: the mimic's own noise.
-
-    A case's seed draws its training images, the fine-tune's noise and the samples, so two seeds
-    of one victim are two independent runs of the same attack. Returns None unless some
-    victim ran at two seeds or more; else the number of such victims, the mean over them of
-    (largest - smallest) clean mimicry, and one run's standard deviation pooled within victims.
-    """
-    by_victim: dict[str, list[float]] = {}
-    for c in cases:
-        if "mimicry_success" in c["scores"]:
-            by_victim.setdefault(c["artist"], []).append(c["scores"]["mimicry_success"]["clean"])
-    repeated = [v for v in by_victim.values() if len(v) > 1]
-    if not repeated:
-        return None
-    squares = sum((x - statistics.fmean(v)) ** 2 for v in repeated for x in v)
-    return {"victims": len(repeated), "mean_range": statistics.fmean(max(v) - min(v) for v in repeated),
-            "pooled_sd": math.sqrt(squares / sum(len(v) - 1 for v in repeated))}
-
-
-#: Below this clean-LoRA mimicry success the attack itself has failed, and protection means nothing.
-ATTACK_WORKS = 0.6
-
-
-def verdict(aggregate: dict) -> str:
-    """One plain sentence on what the figures show (and do not)."""
-    ms = aggregate["mimicry_success"]
-    if "protection_success" not in aggregate:
-        worked = aggregate["attack_worked"]["cases"]
-        return (f"clean-only run: the mimic trained on the originals reached {_pct(ms['clean'])} (base model "
-                f"{_pct(ms['base'])}); it reached {100 * ATTACK_WORKS:.0f} % in {worked} of {aggregate['cases']} case(s). "
-                f"No cloak was evaluated.")
-    if ms["clean"] < ATTACK_WORKS:
-        text = (f"the mimic trained on the originals reached only {_pct(ms['clean'])} (below "
-                f"{100 * ATTACK_WORKS:.0f} %): the attack did not work here, so this run shows nothing about protection "
-                f"(its protection figure would be high without any cloak).")
-    elif aggregate["protection_success"] >= 0.9:
-        text = (f"the attack works on the originals ({_pct(ms['clean'])}) and the cloak stopped it: "
-                f"{_pct(aggregate['protection_success'])} of the cloaked mimic's images are not in the artist's style.")
-    elif ms["cloaked"] >= ms["clean"]:
-        text = (f"the attack works on the originals ({_pct(ms['clean'])}) and the cloak did not stop it: the cloaked "
-                f"mimic reached {_pct(ms['cloaked'])}, as much as the mimic trained on the originals or more.")
-    else:
-        text = (f"the attack works on the originals ({_pct(ms['clean'])}) but the cloak stopped it only partly: "
-                f"the cloaked mimic still reached {_pct(ms['cloaked'])}.")
-    worked = aggregate.get("attack_worked")
-    if worked is not None and worked["cases"] < aggregate["cases"]:
-        text += (f" In {aggregate['cases'] - worked['cases']} of {aggregate['cases']} cases the mimic trained on the "
-                 f"originals stayed below {100 * ATTACK_WORKS:.0f} %, which makes their protection figures high without any "
-                 f"cloak; over the {worked['cases']} cases where the attack worked, protection success is "
-                 f"{_pct(worked['protection_success'])}.")
-    return text
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f} %"
-
-
-def headline(metrics: dict) -> str | None:
-    """A report's verdict figure in one line, as the README and the About tab quote it: protection success over
-    the cases whose clean mimic worked, with the protection, its intensity and its PSNR; for a clean-only run,
-    the clean mimicry and how many cases worked (None if not judged)."""
-    agg = metrics.get("aggregate", {})
-    worked = agg.get("attack_worked")
-    if worked is None:  # not judged
-        return None
-    if "protection_success" not in worked:
-        return (f"clean-only run, no cloak: the mimic trained on the originals reached "
-                f"{_pct(agg['mimicry_success']['clean'])} on average (base model {_pct(agg['mimicry_success']['base'])}); "
-                f"{worked['cases']} of {agg['cases']} case(s) reached {100 * ATTACK_WORKS:.0f} %.")
-    from ..config import resolve_config
-
-    protect = metrics["config"]["protect"]
-    levels = resolve_config(protect["intensity"]).max_levels
-    figure = (f"protection success {_pct(worked['protection_success'])} over the {worked['cases']} of {agg['cases']} "
-              f"case(s) where the clean mimic worked" if worked["cases"] else
-              f"no case where the clean mimic worked (0 of {agg['cases']}), so no protection figure")
-    scale = protect.get("budget_scale", 1.0)
-    budget = "" if scale == 1 else f" and {scale:g}× the perceptual budget"
-    budget += " with flips" if protect.get("flips") else ""
-    budget += ", robust" if protect.get("robust") else ""
-    budget += "" if protect.get("countermeasure", "none") == "none" else f", mimic cleaning with {protect['countermeasure']}"
-    return (f"{protect.get('protection', 'glaze')} at ±{levels:g} levels{budget}, "
-            f"PSNR {agg['visibility']['psnr_db']:.1f} dB: {figure} (clean mimicry "
-            f"{_pct(agg['mimicry_success']['clean'])}).")
+__all__ = ["write_report", "write_case_entries"]
 
 
 def write_report(config, results: list[dict], out: str | Path, case_figures: int | None = None, *,
@@ -229,7 +43,7 @@ def write_case_entries(config, cases: list[dict], stage_hardware: dict, out: Pat
     if charts and any("mimicry_success" in c["scores"] for c in cases):
         score_chart(cases, out / "scores.png")
     stage_seconds = [s for c in cases for s in c["stage_seconds"].values()]
-    metrics = {"name": config.name, "config": config.to_dict(), "aggregate": _aggregate(cases), "cases": cases,
+    metrics = {"name": config.name, "config": config.to_dict(), "aggregate": aggregate(cases), "cases": cases,
                "compute_seconds": round(sum(stage_seconds), 1), "hardware": stage_hardware,
                "versions": versions()}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
@@ -322,7 +136,7 @@ def _art_judge_rows(m: dict) -> list[str]:
              "| case | held-out recall | held-out specificity |", "|---|---|---|"]
     for c in judged:
         j = c["art_judge"]
-        lines.append(f"| {c['case']} | {_pct(j['recall'])} of {j['positives']} | {_pct(j['specificity'])} of "
+        lines.append(f"| {c['case']} | {pct(j['recall'])} of {j['positives']} | {pct(j['specificity'])} of "
                      f"{j['negatives']} |")
     return lines + [""]
 
@@ -343,20 +157,20 @@ def _spread_rows(m: dict) -> list[str]:
 def _headline_rows(agg: dict, protected: bool, spread: list[str] = ()) -> list[str]:
     ms = agg["mimicry_success"]
     lines = ["## Headline", "", "| | share judged the artist's style |", "|---|---|",
-             f"| base model (never saw the artist) | {_pct(ms['base'])} |",
-             f"| LoRA on the originals (mimicry success, clean) | {_pct(ms['clean'])} |"]
+             f"| base model (never saw the artist) | {pct(ms['base'])} |",
+             f"| LoRA on the originals (mimicry success, clean) | {pct(ms['clean'])} |"]
     if protected:
-        lines += [f"| LoRA on the cloaked copies (mimicry success, cloaked) | {_pct(ms['cloaked'])} |", "",
+        lines += [f"| LoRA on the cloaked copies (mimicry success, cloaked) | {pct(ms['cloaked'])} |", "",
                   f"**Protection success** (cloaked-LoRA images not judged the artist's style): "
-                  f"**{_pct(agg['protection_success'])}**, mean over {agg['cases']} case(s)."]
+                  f"**{pct(agg['protection_success'])}**, mean over {agg['cases']} case(s)."]
     lines += ["", f"**Verdict**: {verdict(agg)}", ""]
     if protected:
         lines += ["| artist | seeds | mimicry, clean | mimicry, cloaked | protection |", "|---|---|---|---|---|"]
-        lines += [f"| {artist} | {v['seeds']} | {_pct(v['mimicry_clean'])} | {_pct(v['mimicry_cloaked'])} | "
-                  f"{_pct(v['protection_success'])} |" for artist, v in agg["per_victim"].items()]
+        lines += [f"| {artist} | {v['seeds']} | {pct(v['mimicry_clean'])} | {pct(v['mimicry_cloaked'])} | "
+                  f"{pct(v['protection_success'])} |" for artist, v in agg["per_victim"].items()]
     else:
         lines += ["| artist | seeds | mimicry, clean (mean of seeds) |", "|---|---|---|"]
-        lines += [f"| {artist} | {v['seeds']} | {_pct(v['mimicry_clean'])} |" for artist, v in agg["per_victim"].items()]
+        lines += [f"| {artist} | {v['seeds']} | {pct(v['mimicry_clean'])} |" for artist, v in agg["per_victim"].items()]
     return lines + ["", *spread, "![scores](scores.png)", ""]
 
 
@@ -367,8 +181,8 @@ def _clean_case_rows(m: dict) -> list[str]:
     for c in m["cases"]:
         s = c["scores"]
         mimicry = s.get("mimicry_success", {})
-        top = ", ".join(f"{k} {_pct(v)}" for k, v in s["clean"].get("top_styles", {}).items()) or "n/a"
-        lines.append(f"| {c['case']} | {_pct(mimicry.get('base'))} / {_pct(mimicry.get('clean'))} | {top} | "
+        top = ", ".join(f"{k} {pct(v)}" for k, v in s["clean"].get("top_styles", {}).items()) or "n/a"
+        lines.append(f"| {c['case']} | {pct(mimicry.get('base'))} / {pct(mimicry.get('clean'))} | {top} | "
                      f"{s['base']['frechet_to_real']:.1f} / {s['clean']['frechet_to_real']:.1f} | "
                      f"{sum(c['stage_seconds'].values()) / 60:.1f} |")
     return lines + ["", "Per-stage seconds are in `metrics.json`.", ""]
@@ -384,8 +198,8 @@ def _case_rows(m: dict) -> list[str]:
         target = s["cloaked"]["judged"].get("target")
         vis = s["visibility"]
         mimicry = s.get("mimicry_success", {})
-        lines.append(f"| {c['case']} | {_pct(mimicry.get('clean'))} / {_pct(mimicry.get('cloaked'))} | "
-                     f"{_pct(target)} ({s['target'].get('target')}) | "
+        lines.append(f"| {c['case']} | {pct(mimicry.get('clean'))} / {pct(mimicry.get('cloaked'))} | "
+                     f"{pct(target)} ({s['target'].get('target')}) | "
                      f"{s['base']['frechet_to_real']:.1f} / {s['clean']['frechet_to_real']:.1f} / "
                      f"{s['cloaked']['frechet_to_real']:.1f} | {vis['psnr_db']['mean']:.1f} dB | "
                      f"{vis['ssim']['mean']:.3f} | {vis['perceptual_distance']['mean']:.4f} | "

@@ -21,7 +21,7 @@ from ..config import INTENSITY_PRESETS, QUALITY_PRESETS  # noqa: E402
 from ..corpus import VICTIM_STYLES, artist_token  # noqa: E402
 from ..evaluation import load_config  # noqa: E402
 from ..evaluation.benchmark import benchmark_headline  # noqa: E402
-from ..evaluation.report import headline  # noqa: E402
+from ..evaluation.summary import headline  # noqa: E402
 from ..losses import PROTECTIONS  # noqa: E402
 from ..models import ModelLoadError  # noqa: E402
 from ..targets import style_labels, style_names  # noqa: E402
