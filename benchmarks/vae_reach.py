@@ -50,6 +50,8 @@ RECIPES = {
     "mse": {"mse": 4.0, "perceptual": 0.03, "kl": 1e-5},
     # Stable Diffusion's adversarial term (disc_weight 0.5), once the first reconstructions exist
     "gan": {"mse": 0.0, "perceptual": 0.03, "kl": 1e-5, "gan": 0.5, "gan_start": 200},
+    # the same term at a fixed weight (λ = 1), about as large as the reconstruction loss
+    "gan-fixed": {"mse": 0.0, "perceptual": 0.03, "kl": 1e-5, "gan": 0.1, "gan_start": 200, "gan_adaptive": False},
 }
 
 #: name -> changes to sfumato-mini's autoencoder layout (``vae_config``)

@@ -97,7 +97,7 @@ def stage_corpus(args) -> None:
 def train_autoencoder(vae, images: torch.Tensor, *, steps: int, batch: int, lr: float, warmup: int,
                       generator: torch.Generator, mse: float, perceptual: float, kl: float,
                       on_step=None, stop: int | None = None, discriminator=None, gan: float = 0.5,
-                      gan_start: int = 0) -> list[dict]:
+                      gan_start: int = 0, gan_adaptive: bool = True) -> list[dict]:
     """Train a whole autoencoder on uint8 ``images``: ``mse`` x MSE + L1 + ``perceptual`` x feature
     distance + ``kl`` x KL (per pixel), on random left-right mirrors, and return its log.
 
@@ -106,7 +106,8 @@ def train_autoencoder(vae, images: torch.Tensor, *, steps: int, batch: int, lr: 
     ``stop`` ends the run after that many steps of the ``steps``-long schedule. With a
     ``discriminator`` (:class:`sfumato.patch_gan.PatchDiscriminator`), from step ``gan_start``
     on the loss gains ``gan`` x λ x L_G and the discriminator trains beside it, as Stable
-    Diffusion's autoencoder was trained (:mod:`sfumato.patch_gan`).
+    Diffusion's autoencoder was trained (:mod:`sfumato.patch_gan`); ``gan_adaptive=False``
+    fixes λ at 1.
     """
     distance = EfficientNetLite0Distance()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
@@ -132,7 +133,8 @@ def train_autoencoder(vae, images: torch.Tensor, *, steps: int, batch: int, lr: 
         adversarial = discriminator is not None and step >= gan_start
         if adversarial:
             g_loss = generator_loss(discriminator(y * 2 - 1))
-            weight = adaptive_weight(reconstruction, g_loss, vae.decoder.conv_out.weight)
+            weight = (adaptive_weight(reconstruction, g_loss, vae.decoder.conv_out.weight) if gan_adaptive
+                      else torch.ones(()))
             loss = loss + gan * weight * g_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -67,3 +67,16 @@ def test_train_autoencoder_adds_the_adversarial_term_from_its_start():
     assert not torch.equal(plain.encoder.conv_in.weight, adversarial.encoder.conv_in.weight)
     assert "g_loss" not in log[0] and {"g_loss", "d_loss", "gan_weight"} <= set(log[1])
     assert not torch.equal(judge[0].weight, discriminator()[0].weight)  # the discriminator trained too
+
+
+def test_train_autoencoder_can_fix_the_adversarial_weight():
+    from sfumato.patch_gan import PatchDiscriminator
+
+    def run(adaptive):
+        judge = PatchDiscriminator(width=4, generator=torch.Generator().manual_seed(2))
+        return train(2, [], discriminator=judge, gan=1.0, gan_start=0, gan_adaptive=adaptive,
+                     mse=0.0, perceptual=0.0, kl=1e-5)
+
+    (adaptive, adaptive_log), (fixed, fixed_log) = run(True), run(False)
+    assert fixed_log[0]["gan_weight"] == 1.0 and adaptive_log[0]["gan_weight"] != 1.0
+    assert not torch.equal(adaptive.encoder.conv_in.weight, fixed.encoder.conv_in.weight)
