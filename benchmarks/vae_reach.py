@@ -120,10 +120,10 @@ def main() -> None:
                 rows.append({"step": step, **figures, "seconds": time.perf_counter() - started})
                 print(json.dumps(rows[-1]), flush=True)
 
-        # the vae stage's batch, learning rate and warm-up (scripts/train_mini.py's defaults)
         recipe = RECIPES[args.recipe]
         seeded = torch.Generator().manual_seed(1)
         discriminator = PatchDiscriminator(generator=seeded).train() if "gan" in recipe else None
+        # the vae stage's batch, learning rate and warm-up (scripts/train_mini.py's defaults)
         train_autoencoder(vae, train_images, steps=args.steps, batch=16, lr=1e-3, warmup=50, generator=generator,
                           on_step=on_step, stop=stop, discriminator=discriminator, **recipe)
         on_step(stop, vae)
